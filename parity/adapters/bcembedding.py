@@ -1,0 +1,92 @@
+"""`bcembedding`: the real `BCEmbedding.EmbeddingModel`, with its own defaults."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from parity.adapters.base import Adapter, Option, parse_auto_int
+from parity.adapters.tensors import free
+
+BCE_MAX_LENGTH = 512
+
+
+class BCEmbeddingAdapter(Adapter):
+    """NetEase Youdao's encoder: CLS pooling, max_length 512, unit vectors, no strip."""
+
+    name = "bcembedding"
+    summary = "BCEmbedding.EmbeddingModel(model).encode(texts)"
+    requires = ("torch", "BCEmbedding")
+    install_hint = "pip install --no-deps BCEmbedding==0.1.5"
+    options = {
+        "pooling": Option("cls", "EmbeddingModel(pooler=...)", choices=("cls", "mean")),
+        "max_length": Option(BCE_MAX_LENGTH, "encode(max_length=...)", parse_auto_int),
+        "dtype": Option("float32", "float16 = EmbeddingModel(use_fp16=True)",
+                        choices=("float32", "float16")),
+        "instruction": Option("", "encode(query_instruction=...)"),
+        "batch_size": Option(256, "encode(batch_size=...)", int),
+    }
+
+    def requires_distributions(self) -> tuple[str, ...]:
+        return ("torch", "transformers", "tokenizers", "BCEmbedding")
+
+    def _load(self) -> None:
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
+        from BCEmbedding import EmbeddingModel
+
+        # Importing BCEmbedding calls logging.basicConfig(level=INFO) on the root logger,
+        # which would flood the user's process with every library's INFO lines: undo it.
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        logging.getLogger("BCEmbedding").setLevel(logging.WARNING)
+        self.bce = EmbeddingModel(
+            model_name_or_path=self.model,
+            pooler=self.config["pooling"],
+            use_fp16=self.config["dtype"] == "float16",
+            device=self.config["device"],
+        )
+        max_length = self.config["max_length"]
+        if max_length == "auto":
+            from parity.modelinfo import read_model_info
+
+            max_length = read_model_info(self.model).max_length
+        self.max_length = int(max_length)
+
+    def _close(self) -> None:
+        del self.bce
+        free(self.config["device"])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self.bce.encode(
+            texts,
+            batch_size=int(self.config["batch_size"]),
+            max_length=self.max_length,
+            normalize_to_unit=True,
+            enable_tqdm=False,
+            query_instruction=self.config["instruction"],
+        )
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        self.load()
+        prefix = self.config["instruction"]
+        encoded = self.bce.tokenizer(
+            [prefix + t for t in texts], truncation=True, max_length=self.max_length
+        )
+        return [self.bce.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+
+    def _describe(self) -> dict[str, Any]:
+        steps = [f"prefix {self.config['instruction']!r}"] if self.config["instruction"] else []
+        return {
+            "preprocessing": steps,
+            "tokenizer": type(self.bce.tokenizer).__name__,
+            "max_length": self.max_length,
+            "pooling": self.config["pooling"],
+            "normalize": True,
+            "dtype": self.config["dtype"],
+            "instruction": self.config["instruction"],
+            "batch_size": self.config["batch_size"],
+        }

@@ -1,0 +1,84 @@
+"""`langchain`: the real `langchain_huggingface.HuggingFaceEmbeddings`, behaviour untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from parity.adapters.base import Adapter, Option, parse_auto_bool
+from parity.adapters.tensors import free
+
+NEWLINE_STEP = "replace \\n with space"
+
+
+class LangChainAdapter(Adapter):
+    """LangChain's sentence-transformers wrapper. It replaces "\\n" with " " before encoding."""
+
+    name = "langchain"
+    summary = "HuggingFaceEmbeddings(model_name=model).embed_documents / embed_query"
+    requires = ("torch", "sentence_transformers", "langchain_huggingface")
+    install_hint = "pip install langchain-huggingface"
+    options = {
+        "mode": Option("documents", "embed_documents or embed_query (one call per text)",
+                       choices=("documents", "query")),
+        "normalize": Option("auto", "encode_kwargs normalize_embeddings; auto = not passed",
+                            parse_auto_bool),
+    }
+
+    def requires_distributions(self) -> tuple[str, ...]:
+        return (
+            "torch", "transformers", "tokenizers", "sentence-transformers",
+            "langchain-core", "langchain-huggingface",
+        )
+
+    def _load(self) -> None:
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        encode_kwargs: dict[str, Any] = {}
+        if self.config["normalize"] != "auto":
+            encode_kwargs["normalize_embeddings"] = bool(self.config["normalize"])
+        self.lc = HuggingFaceEmbeddings(
+            model_name=self.model,
+            model_kwargs={"device": self.config["device"]},
+            encode_kwargs=encode_kwargs,
+        )
+
+    def _close(self) -> None:
+        del self.lc
+        free(self.config["device"])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self.config["mode"] == "query":
+            return np.asarray([self.lc.embed_query(t) for t in texts], dtype=np.float32)
+        return np.asarray(self.lc.embed_documents(texts), dtype=np.float32)
+
+    def _client(self) -> Any:
+        return self.lc._client
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        self.load()
+        st = self._client()
+        encoded = st.tokenizer(
+            [t.replace("\n", " ") for t in texts], truncation=True, max_length=st.max_seq_length
+        )
+        return [st.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+
+    def _describe(self) -> dict[str, Any]:
+        st = self._client()
+        has_normalize = any(type(m).__name__ == "Normalize" for m in st)
+        normalize = self.config["normalize"]
+        pooling = next(
+            (getattr(m, "pooling_mode", None) for m in st if type(m).__name__ == "Pooling"), None
+        )
+        return {
+            "preprocessing": [NEWLINE_STEP],
+            "tokenizer": type(st.tokenizer).__name__,
+            "max_length": st.max_seq_length,
+            "pooling": pooling if isinstance(pooling, str) else None,
+            "normalize": has_normalize or normalize is True,
+            "dtype": "float32",
+            "instruction": "",
+            "mode": self.config["mode"],
+        }

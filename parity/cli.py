@@ -1,0 +1,162 @@
+"""The `parity` command line: run, list-adapters (and the commands later stages add)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+
+
+def offline() -> None:
+    """Never reach for a model hub: a missing local model is an error, not a download or a hang."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # our own progress lines replace the per-load weight bars
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True) -> None:
+    parser.add_argument("--model", help="local model directory (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--adapter", action="append", default=[], metavar="SPEC",
+                        help="NAME[:key=value,...], repeatable; see `parity list-adapters`")
+    if texts:
+        parser.add_argument("--texts", metavar="FILE",
+                            help=".jsonl, .txt, .csv or .parquet (default: built-in corpus)")
+    parser.add_argument("--tol", action="append", metavar="TOL",
+                        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean)")
+    parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parity", description="Do your embedding stacks produce the same vectors? If not, why?"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_parser = sub.add_parser("run", help="embed texts with several adapters and compare every pair")
+    _add_common(run_parser)
+    run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
+    sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+def _load_texts(path: str | None) -> list[str]:
+    from parity.texts import builtin_corpus, load_texts
+
+    return load_texts(path) if path else builtin_corpus()
+
+
+def cmd_list_adapters(args: argparse.Namespace) -> int:
+    from parity.adapters import REGISTRY, describe_options
+
+    for name, cls in REGISTRY.items():
+        ok, why = cls.available()
+        print(f"{name}  ({'available' if ok else 'UNAVAILABLE: ' + why})")
+        print(f"    {cls.summary}")
+        for key, option in describe_options(cls).items():
+            choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
+            print(f"    {key}={option.default!s}{choices}  {option.help}")
+        print("    label=NAME  tells two specs of one adapter apart")
+    return EXIT_OK
+
+
+def finish_run(result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None) -> int:
+    """Write summary.json + report.md, print the verdict line, return the exit code."""
+    from parity.report import build_summary, render_markdown, write_outputs
+
+    adapters = [
+        {"label": label, "name": result.specs[label].name, "spec": result.specs[label].as_string(),
+         "config": config}
+        for label, config in result.configs.items()
+    ]
+    summary = build_summary(result.comparison, adapters, model=result.model,
+                            n_texts=len(result.texts), extra=extra)
+    if out:
+        write_outputs(Path(out), summary, render_markdown(summary, title))
+    print(verdict_line(summary, out))
+    return EXIT_OK if summary["passed"] else EXIT_DIFFERENT
+
+
+def verdict_line(summary: dict[str, Any], out: str | None) -> str:
+    pairs = summary["pairs"]
+    failed = [p for p in pairs if not p["passed"]]
+    where = f"; report in {out}" if out else ""
+    if not failed:
+        return f"parity: PASS: {len(pairs)} pair(s) within tolerance on {summary['n_texts']} texts{where}"
+    names = ", ".join(f"{p['a']} vs {p['b']} ({p['failures']}/{p['n']})" for p in failed)
+    return f"parity: FAIL: {len(failed)} of {len(pairs)} pair(s) differ: {names}{where}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from parity.adapters import parse_specs
+    from parity.compare import Tolerance
+    from parity.runner import Progress, run
+
+    specs = parse_specs(args.adapter)
+    tolerance = Tolerance.parse(args.tol)
+    texts = _load_texts(args.texts)
+    progress = Progress(None if args.quiet else sys.stderr)
+    diagnose = not getattr(args, "no_diagnose", True)
+    result = run(specs, texts, model=args.model, tolerance=tolerance, progress=progress,
+                 keep_adapters=diagnose)
+    try:
+        if diagnose and not result.passed:
+            diagnose_result(result, progress)
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+    return finish_run(result, args.out, "parity run")
+
+
+def diagnose_result(result: Any, progress: Callable[[str], None]) -> None:
+    """Fill each failing pair's causes (the diagnosis stage, when installed)."""
+    try:
+        from parity.diagnose import diagnose_run
+    except ImportError:
+        return
+    diagnose_run(result, progress=progress)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "list-adapters": cmd_list_adapters,
+}
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    offline()
+    from parity.errors import ParityError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            code = COMMANDS[args.command](args)
+        except ParityError as exc:
+            print(f"parity: error: {exc}", file=sys.stderr)
+            code = EXIT_ERROR
+        except KeyboardInterrupt:
+            print("parity: interrupted", file=sys.stderr)
+            code = 130
+    from parity.compare import SelfComparisonWarning
+
+    for warning in caught:
+        if issubclass(warning.category, SelfComparisonWarning):
+            print(f"parity: warning: {warning.message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Pure numpy comparison of embedding matrices: per-text deltas, tolerances, per-pair results."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parity.errors import ComparisonError, ParityInputError
+
+METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean")
+DEFAULT_TOL = 5e-3
+WORST_COUNT = 10
+
+
+class SelfComparisonWarning(UserWarning):
+    """Two differently configured adapters produced bit-identical vectors."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Per-metric tolerances; a text fails when any metric exceeds its tolerance."""
+
+    max_abs: float = DEFAULT_TOL
+    cosine: float = DEFAULT_TOL
+    euclidean: float = DEFAULT_TOL
+
+    @classmethod
+    def parse(cls, specs: str | Sequence[str] | None) -> Tolerance:
+        """Parse `--tol 5e-3` or `--tol euclidean=1e-2,max_abs=5e-3` (repeatable)."""
+        if specs is None:
+            return cls()
+        if isinstance(specs, str):
+            specs = [specs]
+        values = {m: DEFAULT_TOL for m in METRICS}
+        for spec in specs:
+            for part in filter(None, (p.strip() for p in spec.split(","))):
+                key, sep, raw = part.rpartition("=")
+                keys = METRICS if not sep else (key.strip(),)
+                for k in keys:
+                    if k not in values:
+                        raise ParityInputError(
+                            f"--tol: unknown metric {k!r}; choose from {', '.join(METRICS)}"
+                        )
+                    values[k] = _parse_tol_value(raw, part)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, float]:
+        return {m: getattr(self, m) for m in METRICS}
+
+
+def _parse_tol_value(raw: str, part: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ParityInputError(f"--tol {part!r}: {raw!r} is not a number") from None
+    if not value >= 0 or math.isinf(value):
+        raise ParityInputError(f"--tol {part!r}: a tolerance must be a finite number >= 0")
+    return value
+
+
+def deltas(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row max-abs, cosine distance (1 - cos) and Euclidean distance between a and b.
+
+    Computed in float64. A row with NaN/Inf on either side gets NaN in every metric.
+    A zero vector has cosine distance 1 to anything but another zero vector (0).
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        raise ComparisonError(f"expected 2-d arrays, got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0]:
+        raise ComparisonError(f"different numbers of vectors: {a.shape[0]} vs {b.shape[0]}")
+    if a.shape[1] != b.shape[1]:
+        raise ComparisonError(
+            f"embedding dimensions differ: {a.shape[1]} vs {b.shape[1]}; "
+            "the adapters do not load the same model (or one truncates its output)"
+        )
+    x = a.astype(np.float64)
+    y = b.astype(np.float64)
+    finite = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    x = np.where(finite[:, None], x, 0.0)
+    y = np.where(finite[:, None], y, 0.0)
+    diff = x - y
+    max_abs = np.abs(diff).max(axis=1) if diff.shape[1] else np.zeros(len(diff))
+    euclidean = np.linalg.norm(diff, axis=1)
+    nx = np.linalg.norm(x, axis=1)
+    ny = np.linalg.norm(y, axis=1)
+    both_zero = (nx == 0) & (ny == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (x * y).sum(axis=1) / (nx * ny)
+    cosine = np.where(both_zero, 0.0, np.where((nx == 0) | (ny == 0), 1.0, 1.0 - cos))
+    cosine = np.clip(cosine, 0.0, 2.0)
+    out = {"max_abs": max_abs, "cosine": cosine, "euclidean": euclidean}
+    for values in out.values():
+        values[~finite] = np.nan
+    return out
+
+
+@dataclass
+class MetricStats:
+    """Summary of one metric over all texts of a pair."""
+
+    max: float
+    mean: float
+    p50: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> MetricStats:
+        if values.size == 0:
+            return cls(0.0, 0.0, 0.0, 0.0)
+        if np.isnan(values).any():
+            nan = float("nan")
+            return cls(nan, nan, nan, nan)
+        return cls(
+            float(values.max()),
+            float(values.mean()),
+            float(np.percentile(values, 50)),
+            float(np.percentile(values, 99)),
+        )
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {k: _json_float(v) for k, v in vars(self).items()}
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+@dataclass
+class TextDelta:
+    """The deltas of one text for one pair, and why it failed (empty when it passed)."""
+
+    index: int
+    text: str
+    max_abs: float
+    cosine: float
+    euclidean: float
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "max_abs": _json_float(self.max_abs),
+            "cosine": _json_float(self.cosine),
+            "euclidean": _json_float(self.euclidean),
+            "reasons": self.reasons,
+        }
+
+
+@dataclass
+class PairResult:
+    """Comparison of two adapters over the same texts. Truthy when every text is within tolerance."""
+
+    a: str
+    b: str
+    tolerance: Tolerance
+    per_text: dict[str, np.ndarray]
+    texts: Sequence[str]
+    failing: np.ndarray
+    causes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.texts)
+
+    @property
+    def failures(self) -> int:
+        return int(self.failing.sum())
+
+    @property
+    def passed(self) -> bool:
+        return self.failures == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def stats(self) -> dict[str, MetricStats]:
+        return {m: MetricStats.of(self.per_text[m]) for m in METRICS}
+
+    def delta(self, index: int) -> TextDelta:
+        values = {m: float(self.per_text[m][index]) for m in METRICS}
+        reasons = []
+        if any(math.isnan(v) for v in values.values()):
+            reasons.append("non-finite values (NaN or Inf) in an embedding")
+        else:
+            for m in METRICS:
+                tol = getattr(self.tolerance, m)
+                if values[m] > tol:
+                    reasons.append(f"{m} {values[m]:.3g} > {tol:.3g}")
+        return TextDelta(index, self.texts[index], reasons=reasons, **values)
+
+    def worst(self, count: int = WORST_COUNT) -> list[TextDelta]:
+        """The texts with the largest Euclidean delta (non-finite ones first)."""
+        key = np.nan_to_num(self.per_text["euclidean"], nan=np.inf)
+        order = np.argsort(-key, kind="stable")[:count]
+        return [self.delta(int(i)) for i in order]
+
+    def failing_indices(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.failing)]
+
+    def min_tolerance(self) -> dict[str, float | None]:
+        """The smallest tolerance per metric under which this pair would pass (Polygraphy-style)."""
+        return {m: _json_float(MetricStats.of(self.per_text[m]).max) for m in METRICS}
+
+    def __str__(self) -> str:
+        verdict = "PASS" if self.passed else f"FAIL ({self.failures}/{self.n} texts)"
+        if not self.n:
+            return f"{self.a} vs {self.b}: {verdict} (no texts)"
+        worst = self.worst(1)[0]
+        return (
+            f"{self.a} vs {self.b}: {verdict}; worst text #{worst.index} {worst.text[:60]!r}: "
+            + ", ".join(f"{m}={getattr(worst, m):.3g}" for m in METRICS)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "n": self.n,
+            "passed": self.passed,
+            "failures": self.failures,
+            "stats": {m: s.as_dict() for m, s in self.stats().items()},
+            "min_tolerance": self.min_tolerance(),
+            "worst": [d.as_dict() for d in self.worst()],
+            "causes": self.causes,
+        }
+
+
+def compare_pair(
+    a_label: str,
+    a: np.ndarray,
+    b_label: str,
+    b: np.ndarray,
+    texts: Sequence[str],
+    tolerance: Tolerance | None = None,
+) -> PairResult:
+    """Compare two (n, dim) matrices row by row against `tolerance`."""
+    tolerance = tolerance or Tolerance()
+    try:
+        per_text = deltas(a, b)
+    except ComparisonError as exc:
+        raise ComparisonError(f"{a_label} vs {b_label}: {exc}") from None
+    if len(texts) != a.shape[0]:
+        raise ComparisonError(f"{len(texts)} texts but {a.shape[0]} vectors")
+    failing = np.zeros(len(texts), dtype=bool)
+    for m in METRICS:
+        values = per_text[m]
+        failing |= np.isnan(values) | (values > getattr(tolerance, m))
+    return PairResult(a_label, b_label, tolerance, per_text, texts, failing)
+
+
+@dataclass
+class Comparison:
+    """All pairs of a run. Truthy when every pair passed."""
+
+    pairs: list[PairResult]
+    tolerance: Tolerance
+
+    @property
+    def passed(self) -> bool:
+        return all(self.pairs)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.pairs)
+
+
+def compare_all(
+    embeddings: Mapping[str, np.ndarray],
+    texts: Sequence[str],
+    tolerance: Tolerance | None = None,
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Comparison:
+    """Compare every pair of adapters (in the given order) and warn on self-comparison."""
+    tolerance = tolerance or Tolerance()
+    pairs = []
+    for a_label, b_label in itertools.combinations(embeddings, 2):
+        a, b = embeddings[a_label], embeddings[b_label]
+        pairs.append(compare_pair(a_label, a, b_label, b, texts, tolerance))
+        configs_differ = configs is None or configs.get(a_label) != configs.get(b_label)
+        if len(texts) and configs_differ and a.shape == b.shape and np.array_equal(a, b):
+            warnings.warn(
+                f"{a_label} and {b_label} are configured differently but returned bit-identical "
+                f"vectors for all {len(texts)} texts: one is probably wired to the other "
+                "(or the texts never exercise their difference)",
+                SelfComparisonWarning,
+                stacklevel=2,
+            )
+    return Comparison(pairs, tolerance)

@@ -1,0 +1,45 @@
+"""Every error `parity` raises on purpose.
+
+    ParityError
+     +-- ParityInputError      bad texts, bad options, bad files: the user can fix the input
+     +-- SpecError             an adapter spec on the command line is wrong (unknown name or key)
+     +-- ModelNotFound         the model path does not exist or is not a model directory
+     +-- AdapterUnavailable    an optional framework is not installed (message has the install step)
+     +-- AdapterError          a framework failed or returned unusable vectors
+     +-- ComparisonError       two adapters' vectors cannot be compared (dimension, count)
+     +-- BaselineError         a baseline directory is missing, damaged or does not match
+"""
+
+from __future__ import annotations
+
+
+class ParityError(Exception):
+    """Base class: the CLI turns any of these into one line on stderr and exit 2."""
+
+
+class ParityInputError(ParityError, ValueError):
+    """Texts, options or files given to parity are not usable."""
+
+
+class SpecError(ParityInputError):
+    """An adapter spec names an unknown adapter or option."""
+
+
+class ModelNotFound(ParityInputError):
+    """The model path does not point to a model directory."""
+
+
+class AdapterUnavailable(ParityError):
+    """The framework behind an adapter is not installed."""
+
+
+class AdapterError(ParityError):
+    """A framework raised, or returned vectors that are not a finite (n, dim) array."""
+
+
+class ComparisonError(ParityError):
+    """Two adapters' outputs cannot be compared."""
+
+
+class BaselineError(ParityError):
+    """A baseline is missing, damaged, or was made for other texts."""

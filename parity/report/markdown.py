@@ -1,0 +1,87 @@
+"""report.md: a readable account of a run, pair by pair, worst texts first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.compare import METRICS
+
+CONFIG_KEYS = ("preprocessing", "tokenizer", "max_length", "pooling", "normalize", "dtype",
+               "instruction")
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text.replace("|", "\\|").replace("\n", "\\n")
+
+
+def _preview(text: str, limit: int = 70) -> str:
+    shown = repr(text if len(text) <= limit else text[:limit] + "…")
+    return "`" + shown.replace("`", "'").replace("|", "\\|") + "`"
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Effective settings that differ between two describe() dicts."""
+    return [(k, a.get(k), b.get(k)) for k in CONFIG_KEYS if a.get(k) != b.get(k)]
+
+
+def render_markdown(summary: dict[str, Any], title: str = "parity report") -> str:
+    """Render a summary.json dict (as written) to Markdown."""
+    tol = summary["tolerance"]
+    failed = [p for p in summary["pairs"] if not p["passed"]]
+    lines = [f"# {title}", ""]
+    verdict = "PASS: every pair is within tolerance" if summary["passed"] else (
+        f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
+    )
+    lines += [f"**{verdict}**", ""]
+    lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
+    lines += ["- tolerance: " + ", ".join(f"{m} {tol[m]:g}" for m in METRICS), ""]
+    configs = {a["label"]: a["config"] for a in summary["adapters"]}
+    lines += ["## Adapters", "", "| label | " + " | ".join(CONFIG_KEYS) + " |"]
+    lines += ["|" + "---|" * (len(CONFIG_KEYS) + 1)]
+    for label, config in configs.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(config.get(k)) for k in CONFIG_KEYS) + " |")
+    lines += ["", "## Pairs", "", "| pair | verdict | failing texts | "
+              + " | ".join(f"max {m}" for m in METRICS) + " |", "|---|---|---|---|---|---|"]
+    for pair in summary["pairs"]:
+        verdict = "pass" if pair["passed"] else "**FAIL**"
+        stats = " | ".join(_num(pair["stats"][m]["max"]) for m in METRICS)
+        lines.append(f"| {pair['a']} vs {pair['b']} | {verdict} | {pair['failures']}/{pair['n']}"
+                     f" | {stats} |")
+    for pair in summary["pairs"]:
+        lines += ["", f"## {pair['a']} vs {pair['b']}", ""]
+        lines.append("| metric | max | mean | p50 | p99 | tolerance |")
+        lines.append("|---|---|---|---|---|---|")
+        for m in METRICS:
+            s = pair["stats"][m]
+            lines.append(f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
+                         f"{_num(s['p99'])} | {tol[m]:g} |")
+        diffs = config_differences(configs.get(pair["a"], {}), configs.get(pair["b"], {}))
+        if diffs:
+            lines += ["", "Effective settings that differ:", ""]
+            lines += [f"- {k}: {pair['a']} = `{_cell(va)}`, {pair['b']} = `{_cell(vb)}`"
+                      for k, va, vb in diffs]
+        if pair.get("causes"):
+            lines += ["", "### Why they differ", ""]
+            for cause in pair["causes"]:
+                lines.append(f"- **{cause['cause']}** ({cause['explained']} texts, stage "
+                             f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}")
+        if pair["passed"]:
+            continue
+        lines += ["", f"Worst texts ({pair['failures']} of {pair['n']} fail):", "",
+                  "| # | text | max_abs | cosine | euclidean | why it fails |", "|---|---|---|---|---|---|"]
+        for w in pair["worst"]:
+            reasons = "; ".join(w.get("reasons", [])) or "within tolerance"
+            lines.append(f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
+                         f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |")
+    for section in summary.get("extra_sections", []):
+        lines += ["", section]
+    return "\n".join(lines) + "\n"

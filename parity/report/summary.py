@@ -1,0 +1,79 @@
+"""summary.json: the machine-readable result that CI scripts and later stages rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from parity.compare import Comparison
+
+SCHEMA_VERSION = 1
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/Inf become null, numpy scalars become Python numbers, paths become str."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return _clean(value.item())
+    return value
+
+
+def build_summary(
+    comparison: Comparison,
+    adapters: list[dict[str, Any]],
+    *,
+    model: str,
+    n_texts: int,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json contract: passed, tolerance, adapters, pairs (+ any extra keys)."""
+    from parity import __version__
+
+    summary: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "passed": comparison.passed,
+        "model": model,
+        "n_texts": n_texts,
+        "tolerance": comparison.tolerance.as_dict(),
+        "adapters": adapters,
+        "pairs": [pair.as_dict() for pair in comparison.pairs],
+    }
+    summary.update(extra or {})
+    return _clean(summary)
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write via a temp file in the same directory and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def write_outputs(out_dir: Path, summary: dict[str, Any], markdown: str) -> None:
+    """Write summary.json and report.md into out_dir (each atomically)."""
+    write_json(out_dir / "summary.json", summary)
+    write_atomic(out_dir / "report.md", markdown)

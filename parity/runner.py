@@ -1,0 +1,116 @@
+"""Embed one text set through several adapters and compare every pair."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from parity.adapters import Adapter, AdapterSpec
+from parity.compare import Comparison, Tolerance, compare_all
+from parity.errors import ParityInputError
+from parity.modelinfo import resolve_model
+
+CHUNK = 512
+
+
+class Progress:
+    """One line per step on stderr (or nowhere), with elapsed seconds."""
+
+    def __init__(self, stream: TextIO | None = sys.stderr) -> None:
+        self.stream = stream
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.stream is not None:
+            elapsed = time.perf_counter() - self.started
+            print(f"[parity {elapsed:6.1f}s] {message}", file=self.stream, flush=True)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced: texts, vectors, effective configs, timings and the comparison."""
+
+    model: str
+    texts: list[str]
+    embeddings: dict[str, np.ndarray]
+    configs: dict[str, dict[str, Any]]
+    specs: dict[str, AdapterSpec]
+    comparison: Comparison
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    adapters: dict[str, Adapter] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def embed_all(
+    adapter: Adapter, texts: Sequence[str], progress: Callable[[str], None], chunk: int = CHUNK
+) -> np.ndarray:
+    """Embed in chunks so long runs report progress; one batched call per chunk."""
+    if len(texts) <= chunk:
+        return adapter.embed(texts)
+    parts = []
+    for start in range(0, len(texts), chunk):
+        parts.append(adapter.embed(texts[start : start + chunk]))
+        done = min(start + chunk, len(texts))
+        progress(f"{adapter.label}: {done}/{len(texts)} texts")
+    return np.concatenate(parts)
+
+
+def run(
+    specs: Sequence[AdapterSpec],
+    texts: Sequence[str],
+    *,
+    model: str | Path | None = None,
+    tolerance: Tolerance | None = None,
+    progress: Callable[[str], None] | None = None,
+    keep_adapters: bool = False,
+) -> RunResult:
+    """Load each adapter in turn, embed all texts with it, free it, then compare every pair."""
+    if len(specs) < 2:
+        raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
+    if not texts:
+        raise ParityInputError("no texts")
+    progress = progress or Progress(None)
+    model_path = resolve_model(model)
+    tolerance = tolerance or Tolerance()
+    embeddings: dict[str, np.ndarray] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    kept: dict[str, Adapter] = {}
+    for spec in specs:
+        adapter = spec.build(model_path)
+        progress(f"{spec.label}: loading {model_path.name}")
+        adapter.load()
+        try:
+            progress(f"{spec.label}: embedding {len(texts)} texts")
+            embeddings[spec.label] = embed_all(adapter, texts, progress)
+            configs[spec.label] = adapter.describe()
+        finally:
+            if not keep_adapters:
+                adapter.close()
+        if keep_adapters:
+            kept[spec.label] = adapter
+        timings[spec.label] = {"load_s": adapter.load_seconds, "embed_s": adapter.embed_seconds}
+    progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")
+    comparison = compare_all(embeddings, texts, tolerance, configs)
+    return RunResult(
+        model=str(model_path),
+        texts=list(texts),
+        embeddings=embeddings,
+        configs=configs,
+        specs={s.label: s for s in specs},
+        comparison=comparison,
+        timings=timings,
+        adapters=kept,
+    )

@@ -1,0 +1,120 @@
+"""Reading text sets (.jsonl, .txt, .csv, .parquet) and the built-in corpus."""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from parity.errors import ParityInputError
+
+SUFFIXES = (".jsonl", ".txt", ".csv", ".parquet")
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ParityInputError(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+        if isinstance(value, dict):
+            if "text" not in value:
+                raise ParityInputError(f"{path} line {number}: object has no 'text' key")
+            value = value["text"]
+        if not isinstance(value, str):
+            raise ParityInputError(
+                f"{path} line {number}: expected a string, got {_type_name(value)}"
+            )
+        texts.append(value)
+    return texts
+
+
+def _read_txt(path: Path) -> list[str]:
+    content = path.read_text(encoding="utf-8")
+    if content.endswith("\n"):
+        content = content[:-1]
+    if not content:
+        return []
+    return [line[:-1] if line.endswith("\r") else line for line in content.split("\n")]
+
+
+def _read_csv(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "text" not in reader.fieldnames:
+            raise ParityInputError(
+                f"{path}: no 'text' column (columns: {', '.join(reader.fieldnames or [])})"
+            )
+        texts = []
+        for row in reader:
+            value = row["text"]
+            if value is None:
+                raise ParityInputError(f"{path} line {reader.line_num}: missing text cell")
+            texts.append(value)
+        return texts
+
+
+def _read_parquet(path: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ParityInputError(f"{path}: reading parquet needs `pip install pyarrow`") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise ParityInputError(f"{path}: not a readable parquet file: {exc}") from None
+    if "text" not in table.column_names:
+        raise ParityInputError(
+            f"{path}: no 'text' column (columns: {', '.join(table.column_names)})"
+        )
+    texts = []
+    for row, value in enumerate(table.column("text").to_pylist(), start=1):
+        if not isinstance(value, str):
+            raise ParityInputError(f"{path} row {row}: expected a string, got {_type_name(value)}")
+        texts.append(value)
+    return texts
+
+
+READERS = {".jsonl": _read_jsonl, ".txt": _read_txt, ".csv": _read_csv, ".parquet": _read_parquet}
+
+
+def load_texts(path: str | Path) -> list[str]:
+    """Read a texts file; raise ParityInputError naming the file and line for anything unusable."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ParityInputError(
+            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ParityInputError(f"{path}: no such file")
+    try:
+        texts = reader(path)
+    except UnicodeDecodeError as exc:
+        raise ParityInputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    if not texts:
+        raise ParityInputError(f"{path}: no texts")
+    return texts
+
+
+def corpus_records() -> list[dict[str, str]]:
+    """The built-in corpus: English and Chinese, short and long, newlines, edge whitespace."""
+    data = resources.files("parity").joinpath("data/corpus.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def builtin_corpus() -> list[str]:
+    return [record["text"] for record in corpus_records()]
