@@ -39,6 +39,7 @@ __all__ = [
     "PairResult",
     "ParityError",
     "ParityInputError",
+    "RunResult",
     "SelfComparisonWarning",
     "SpecError",
     "Tolerance",

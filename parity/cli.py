@@ -25,13 +25,25 @@ def offline() -> None:
 
 def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True) -> None:
     parser.add_argument("--model", help="local model directory (default: bundled all-MiniLM-L6-v2)")
-    parser.add_argument("--adapter", action="append", default=[], metavar="SPEC",
-                        help="NAME[:key=value,...], repeatable; see `parity list-adapters`")
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="NAME[:key=value,...], repeatable; see `parity list-adapters`",
+    )
     if texts:
-        parser.add_argument("--texts", metavar="FILE",
-                            help=".jsonl, .txt, .csv or .parquet (default: built-in corpus)")
-    parser.add_argument("--tol", action="append", metavar="TOL",
-                        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean)")
+        parser.add_argument(
+            "--texts",
+            metavar="FILE",
+            help=".jsonl, .txt, .csv or .parquet (default: built-in corpus)",
+        )
+    parser.add_argument(
+        "--tol",
+        action="append",
+        metavar="TOL",
+        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean)",
+    )
     parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -41,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="parity", description="Do your embedding stacks produce the same vectors? If not, why?"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run_parser = sub.add_parser("run", help="embed texts with several adapters and compare every pair")
+    run_parser = sub.add_parser(
+        "run", help="embed texts with several adapters and compare every pair"
+    )
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
@@ -70,17 +84,24 @@ def cmd_list_adapters(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def finish_run(result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None) -> int:
+def finish_run(
+    result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
+) -> int:
     """Write summary.json + report.md, print the verdict line, return the exit code."""
     from parity.report import build_summary, render_markdown, write_outputs
 
     adapters = [
-        {"label": label, "name": result.specs[label].name, "spec": result.specs[label].as_string(),
-         "config": config}
+        {
+            "label": label,
+            "name": result.specs[label].name,
+            "spec": result.specs[label].as_string(),
+            "config": config,
+        }
         for label, config in result.configs.items()
     ]
-    summary = build_summary(result.comparison, adapters, model=result.model,
-                            n_texts=len(result.texts), extra=extra)
+    summary = build_summary(
+        result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
+    )
     if out:
         write_outputs(Path(out), summary, render_markdown(summary, title))
     print(verdict_line(summary, out))
@@ -107,8 +128,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     texts = _load_texts(args.texts)
     progress = Progress(None if args.quiet else sys.stderr)
     diagnose = not getattr(args, "no_diagnose", True)
-    result = run(specs, texts, model=args.model, tolerance=tolerance, progress=progress,
-                 keep_adapters=diagnose)
+    result = run(
+        specs,
+        texts,
+        model=args.model,
+        tolerance=tolerance,
+        progress=progress,
+        keep_adapters=diagnose,
+    )
     try:
         if diagnose and not result.passed:
             diagnose_result(result, progress)

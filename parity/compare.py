@@ -81,7 +81,7 @@ def deltas(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         )
     x = a.astype(np.float64)
     y = b.astype(np.float64)
-    finite = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    finite: np.ndarray = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
     x = np.where(finite[:, None], x, 0.0)
     y = np.where(finite[:, None], y, 0.0)
     diff = x - y

@@ -1,13 +1,13 @@
 """Every error `parity` raises on purpose.
 
-    ParityError
-     +-- ParityInputError      bad texts, bad options, bad files: the user can fix the input
-     +-- SpecError             an adapter spec on the command line is wrong (unknown name or key)
-     +-- ModelNotFound         the model path does not exist or is not a model directory
-     +-- AdapterUnavailable    an optional framework is not installed (message has the install step)
-     +-- AdapterError          a framework failed or returned unusable vectors
-     +-- ComparisonError       two adapters' vectors cannot be compared (dimension, count)
-     +-- BaselineError         a baseline directory is missing, damaged or does not match
+ParityError
+ +-- ParityInputError      bad texts, bad options, bad files: the user can fix the input
+ +-- SpecError             an adapter spec on the command line is wrong (unknown name or key)
+ +-- ModelNotFound         the model path does not exist or is not a model directory
+ +-- AdapterUnavailable    an optional framework is not installed (message has the install step)
+ +-- AdapterError          a framework failed or returned unusable vectors
+ +-- ComparisonError       two adapters' vectors cannot be compared (dimension, count)
+ +-- BaselineError         a baseline directory is missing, damaged or does not match
 """
 
 from __future__ import annotations

@@ -62,8 +62,13 @@ def _wordpiece() -> Any:
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
-    return tok, {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                 "unk_token": "[UNK]", "mask_token": "[MASK]"}
+    return tok, {
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "mask_token": "[MASK]",
+    }
 
 
 def _bpe() -> Any:
@@ -75,12 +80,22 @@ def _bpe() -> Any:
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok.train_from_iterator(
         training_corpus(),
-        trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+        trainers.BpeTrainer(
+            vocab_size=1200,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
     )
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=False)
-    return tok, {"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
-                 "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}
+    return tok, {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
 
 
 def _unigram() -> Any:
@@ -97,23 +112,41 @@ def _unigram() -> Any:
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
-    return tok, {"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
-                 "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}
+    return tok, {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
 
 
 def _config(kind: str, vocab_size: int, pad_id: int) -> Any:
     from transformers import BertConfig, RobertaConfig, XLMRobertaConfig
 
-    common = dict(
-        vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=2 * HIDDEN, initializer_range=INIT_RANGE, pad_token_id=pad_id,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    common: dict[str, Any] = dict(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=2 * HIDDEN,
+        initializer_range=INIT_RANGE,
+        pad_token_id=pad_id,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     if kind == "wordpiece":
         return BertConfig(max_position_embeddings=POSITIONS, **common)
     cls = RobertaConfig if kind == "bpe" else XLMRobertaConfig
-    return cls(max_position_embeddings=POSITIONS + 2, type_vocab_size=1, bos_token_id=0,
-               eos_token_id=2, **common)
+    return cls(
+        max_position_embeddings=POSITIONS + 2,
+        type_vocab_size=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        **common,
+    )
 
 
 def build_tiny_model(kind: str, out: str | Path, *, seed: int = 0) -> Path:
@@ -135,21 +168,37 @@ def build_tiny_model(kind: str, out: str | Path, *, seed: int = 0) -> Path:
     pooling = "cls" if kind == "unigram" else "mean"
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
     ]
     if kind != "wordpiece":
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            }
+        )
     (out / "modules.json").write_text(json.dumps(modules, indent=2))
     (out / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": MAX_SEQ_LENGTH, "do_lower_case": False})
     )
     (out / "1_Pooling").mkdir(exist_ok=True)
-    (out / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": HIDDEN,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }, indent=2))
+    (out / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": HIDDEN,
+                "pooling_mode_cls_token": pooling == "cls",
+                "pooling_mode_mean_tokens": pooling == "mean",
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            },
+            indent=2,
+        )
+    )
     return out

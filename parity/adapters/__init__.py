@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from parity.adapters.base import COMMON_OPTIONS, Adapter, Option
 from parity.adapters.bcembedding import BCEmbeddingAdapter
 from parity.adapters.custom import CustomAdapter
@@ -94,4 +93,3 @@ def describe_options(cls: type[Adapter]) -> dict[str, Option]:
 
 
 __all__ = ["REGISTRY", "Adapter", "AdapterSpec", "describe_options", "parse_specs", "register"]
-

@@ -168,7 +168,9 @@ class Adapter(abc.ABC):
         except ParityInputError:
             raise
         except Exception as exc:
-            raise AdapterError(f"{self.label}: embedding failed: {type(exc).__name__}: {exc}") from exc
+            raise AdapterError(
+                f"{self.label}: embedding failed: {type(exc).__name__}: {exc}"
+            ) from exc
         self.embed_seconds += time.perf_counter() - started
         return self._validate_output(raw, len(texts))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,11 +21,12 @@ class BCEmbeddingAdapter(Adapter):
     summary = "BCEmbedding.EmbeddingModel(model).encode(texts)"
     requires = ("torch", "BCEmbedding")
     install_hint = "pip install --no-deps BCEmbedding==0.1.5"
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "pooling": Option("cls", "EmbeddingModel(pooler=...)", choices=("cls", "mean")),
         "max_length": Option(BCE_MAX_LENGTH, "encode(max_length=...)", parse_auto_int),
-        "dtype": Option("float32", "float16 = EmbeddingModel(use_fp16=True)",
-                        choices=("float32", "float16")),
+        "dtype": Option(
+            "float32", "float16 = EmbeddingModel(use_fp16=True)", choices=("float32", "float16")
+        ),
         "instruction": Option("", "encode(query_instruction=...)"),
         "batch_size": Option(256, "encode(batch_size=...)", int),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,15 +24,20 @@ class CustomAdapter(Adapter):
     summary = "our own transformers encoder (AutoTokenizer + AutoModel), every step configurable"
     requires = ("torch", "transformers")
     install_hint = "pip install torch==2.13.0 transformers"
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "strip": Option(False, "strip() each text before tokenizing", parse_bool),
-        "max_length": Option("auto", "truncation limit; auto = the model's max_seq_length",
-                             parse_auto_int),
+        "max_length": Option(
+            "auto", "truncation limit; auto = the model's max_seq_length", parse_auto_int
+        ),
         "dtype": Option("float32", "model dtype", choices=DTYPE_NAMES),
-        "pooling": Option("auto", "cls|mean|last|max; auto = the model's 1_Pooling config",
-                          choices=("auto", "cls", "mean", "last", "max")),
-        "normalize": Option("auto", "unit-normalize; auto = whether the model has Normalize",
-                            parse_auto_bool),
+        "pooling": Option(
+            "auto",
+            "cls|mean|last|max; auto = the model's 1_Pooling config",
+            choices=("auto", "cls", "mean", "last", "max"),
+        ),
+        "normalize": Option(
+            "auto", "unit-normalize; auto = whether the model has Normalize", parse_auto_bool
+        ),
         "instruction": Option("", "prefix added to every text"),
         "batch_size": Option(32, "texts per forward pass (sorted by length)", int),
     }
@@ -120,7 +125,7 @@ class CustomAdapter(Adapter):
         self.load()
         prepared = self.preprocess(texts)
         encoded = self.tokenizer(prepared, truncation=True, max_length=self.max_length)
-        return [self.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+        return [list(self.tokenizer.convert_ids_to_tokens(ids)) for ids in encoded["input_ids"]]
 
     def _describe(self) -> dict[str, Any]:
         steps = ["strip"] if self.config["strip"] else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,17 +20,25 @@ class LangChainAdapter(Adapter):
     summary = "HuggingFaceEmbeddings(model_name=model).embed_documents / embed_query"
     requires = ("torch", "sentence_transformers", "langchain_huggingface")
     install_hint = "pip install langchain-huggingface"
-    options = {
-        "mode": Option("documents", "embed_documents or embed_query (one call per text)",
-                       choices=("documents", "query")),
-        "normalize": Option("auto", "encode_kwargs normalize_embeddings; auto = not passed",
-                            parse_auto_bool),
+    options: ClassVar[dict[str, Option]] = {
+        "mode": Option(
+            "documents",
+            "embed_documents or embed_query (one call per text)",
+            choices=("documents", "query"),
+        ),
+        "normalize": Option(
+            "auto", "encode_kwargs normalize_embeddings; auto = not passed", parse_auto_bool
+        ),
     }
 
     def requires_distributions(self) -> tuple[str, ...]:
         return (
-            "torch", "transformers", "tokenizers", "sentence-transformers",
-            "langchain-core", "langchain-huggingface",
+            "torch",
+            "transformers",
+            "tokenizers",
+            "sentence-transformers",
+            "langchain-core",
+            "langchain-huggingface",
         )
 
     def _load(self) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.adapters.base import Adapter, Option, parse_auto_bool, package_version
+from parity.adapters.base import Adapter, Option, package_version, parse_auto_bool
 from parity.adapters.tensors import DTYPE_NAMES, free, torch_dtype
 
 STRIP_UNTIL = (5, 4)  # sentence-transformers stripped every input before 5.4.0
@@ -46,11 +46,12 @@ class SentenceTransformersAdapter(Adapter):
     summary = "SentenceTransformer(model).encode(texts)"
     requires = ("torch", "sentence_transformers")
     install_hint = "pip install sentence-transformers"
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "batch_size": Option(32, "encode batch_size", int),
         "dtype": Option("float32", "model dtype", choices=DTYPE_NAMES),
-        "normalize": Option("auto", "normalize_embeddings; auto = the model's own modules",
-                            parse_auto_bool),
+        "normalize": Option(
+            "auto", "normalize_embeddings; auto = the model's own modules", parse_auto_bool
+        ),
         "prompt": Option("", "prompt prepended by encode(prompt=...)"),
     }
 

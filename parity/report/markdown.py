@@ -6,8 +6,15 @@ from typing import Any
 
 from parity.compare import METRICS
 
-CONFIG_KEYS = ("preprocessing", "tokenizer", "max_length", "pooling", "normalize", "dtype",
-               "instruction")
+CONFIG_KEYS = (
+    "preprocessing",
+    "tokenizer",
+    "max_length",
+    "pooling",
+    "normalize",
+    "dtype",
+    "instruction",
+)
 
 
 def _num(value: Any) -> str:
@@ -38,8 +45,10 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     tol = summary["tolerance"]
     failed = [p for p in summary["pairs"] if not p["passed"]]
     lines = [f"# {title}", ""]
-    verdict = "PASS: every pair is within tolerance" if summary["passed"] else (
-        f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
+    verdict = (
+        "PASS: every pair is within tolerance"
+        if summary["passed"]
+        else (f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance")
     )
     lines += [f"**{verdict}**", ""]
     lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
@@ -49,39 +58,58 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     lines += ["|" + "---|" * (len(CONFIG_KEYS) + 1)]
     for label, config in configs.items():
         lines.append(f"| {label} | " + " | ".join(_cell(config.get(k)) for k in CONFIG_KEYS) + " |")
-    lines += ["", "## Pairs", "", "| pair | verdict | failing texts | "
-              + " | ".join(f"max {m}" for m in METRICS) + " |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Pairs",
+        "",
+        "| pair | verdict | failing texts | " + " | ".join(f"max {m}" for m in METRICS) + " |",
+        "|---|---|---|---|---|---|",
+    ]
     for pair in summary["pairs"]:
         verdict = "pass" if pair["passed"] else "**FAIL**"
         stats = " | ".join(_num(pair["stats"][m]["max"]) for m in METRICS)
-        lines.append(f"| {pair['a']} vs {pair['b']} | {verdict} | {pair['failures']}/{pair['n']}"
-                     f" | {stats} |")
+        lines.append(
+            f"| {pair['a']} vs {pair['b']} | {verdict} | {pair['failures']}/{pair['n']} | {stats} |"
+        )
     for pair in summary["pairs"]:
         lines += ["", f"## {pair['a']} vs {pair['b']}", ""]
         lines.append("| metric | max | mean | p50 | p99 | tolerance |")
         lines.append("|---|---|---|---|---|---|")
         for m in METRICS:
             s = pair["stats"][m]
-            lines.append(f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
-                         f"{_num(s['p99'])} | {tol[m]:g} |")
+            lines.append(
+                f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
+                f"{_num(s['p99'])} | {tol[m]:g} |"
+            )
         diffs = config_differences(configs.get(pair["a"], {}), configs.get(pair["b"], {}))
         if diffs:
             lines += ["", "Effective settings that differ:", ""]
-            lines += [f"- {k}: {pair['a']} = `{_cell(va)}`, {pair['b']} = `{_cell(vb)}`"
-                      for k, va, vb in diffs]
+            lines += [
+                f"- {k}: {pair['a']} = `{_cell(va)}`, {pair['b']} = `{_cell(vb)}`"
+                for k, va, vb in diffs
+            ]
         if pair.get("causes"):
             lines += ["", "### Why they differ", ""]
             for cause in pair["causes"]:
-                lines.append(f"- **{cause['cause']}** ({cause['explained']} texts, stage "
-                             f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}")
+                lines.append(
+                    f"- **{cause['cause']}** ({cause['explained']} texts, stage "
+                    f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}"
+                )
         if pair["passed"]:
             continue
-        lines += ["", f"Worst texts ({pair['failures']} of {pair['n']} fail):", "",
-                  "| # | text | max_abs | cosine | euclidean | why it fails |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Worst texts ({pair['failures']} of {pair['n']} fail):",
+            "",
+            "| # | text | max_abs | cosine | euclidean | why it fails |",
+            "|---|---|---|---|---|---|",
+        ]
         for w in pair["worst"]:
             reasons = "; ".join(w.get("reasons", [])) or "within tolerance"
-            lines.append(f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
-                         f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |")
+            lines.append(
+                f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
+                f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |"
+            )
     for section in summary.get("extra_sections", []):
         lines += ["", section]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,217 @@
+"""The `parity` command: exit codes, the summary.json contract, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parity.cli import main
+
+CONTRACT_PAIR_KEYS = {"a", "b", "n", "passed", "failures", "stats", "worst", "causes"}
+
+
+def _texts(tmp_path: Path, texts: list[object], name: str = "texts.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+def test_run_passes_and_writes_the_contract(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = _texts(tmp_path, ["hello world", " edge ", "a\nb", ""])
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "--model",
+            str(bpe_model),
+            "--adapter",
+            "sentence-transformers",
+            "--adapter",
+            "custom",
+            "--texts",
+            str(texts),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.startswith("parity: PASS: 1 pair(s) within tolerance on 4 texts")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is True
+    assert summary["tolerance"] == {"max_abs": 5e-3, "cosine": 5e-3, "euclidean": 5e-3}
+    assert [a["label"] for a in summary["adapters"]] == ["sentence-transformers", "custom"]
+    assert {"label", "name", "config"} <= set(summary["adapters"][0])
+    pair = summary["pairs"][0]
+    assert CONTRACT_PAIR_KEYS <= set(pair)
+    assert set(pair["stats"]) == {"max_abs", "cosine", "euclidean"}
+    assert set(pair["stats"]["euclidean"]) == {"max", "mean", "p50", "p99"}
+    assert {"index", "text", "max_abs", "cosine", "euclidean"} <= set(pair["worst"][0])
+    assert pair["n"] == 4 and pair["failures"] == 0
+    assert "PASS" in (out / "report.md").read_text()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_run_exits_1_on_a_divergence(bpe_model: Path, tmp_path: Path) -> None:
+    texts = _texts(tmp_path, ["line one\nline two", "plain"])
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "--model",
+            str(bpe_model),
+            "--adapter",
+            "sentence-transformers",
+            "--adapter",
+            "langchain",
+            "--texts",
+            str(texts),
+            "--out",
+            str(out),
+            "--quiet",
+            "--tol",
+            "euclidean=1e-2",
+        ]
+    )
+    assert code == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tolerance"]["euclidean"] == 1e-2
+    assert summary["pairs"][0]["failures"] == 1
+    assert summary["pairs"][0]["worst"][0]["text"] == "line one\nline two"
+    assert "line one\\nline two" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--adapter", "sbert", "--adapter", "custom"],
+            "unknown adapter 'sbert' in spec 'sbert'; choose from sentence-transformers, custom",
+        ),
+        (
+            ["--adapter", "custom:colour=red", "--adapter", "custom:label=b"],
+            "adapter 'custom' has no option 'colour'",
+        ),
+        (["--adapter", "custom"], "need at least two adapters"),
+        (
+            ["--adapter", "custom", "--adapter", "custom:label=b", "--tol", "l1=3"],
+            "unknown metric 'l1'",
+        ),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    texts = _texts(tmp_path, ["x"])
+    code = main(["run", "--model", str(bpe_model), "--texts", str(texts), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_null_text_exits_2_naming_file_and_line(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = _texts(tmp_path, ["ok", None])
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "--model",
+            str(bpe_model),
+            "--adapter",
+            "custom",
+            "--adapter",
+            "sentence-transformers",
+            "--texts",
+            str(texts),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err == f"parity: error: {texts} line 2: expected a string, got null\n"
+    )
+    assert not out.exists()
+
+
+def test_empty_texts_and_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert (
+        main(["run", "--adapter", "custom", "--adapter", "langchain", "--texts", str(empty)]) == 2
+    )
+    assert "no texts" in capsys.readouterr().err
+    texts = _texts(tmp_path, ["x"])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(tmp_path / "nope"),
+            "--adapter",
+            "custom",
+            "--adapter",
+            "langchain",
+            "--texts",
+            str(texts),
+        ]
+    )
+    assert code == 2
+    assert "does not exist; pass a local model directory" in capsys.readouterr().err
+
+
+def test_list_adapters_shows_options_and_availability(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list-adapters"]) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "bcembedding  (available)",
+        "pooling=cls [cls|mean]",
+        "max_length=512",
+        "strip=False",
+        "mode=documents [documents|query]",
+        "label=NAME",
+    ):
+        assert line in out
+
+
+def test_python_m_parity_exits_2_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, "-m", "parity", "run", "--adapter", "nope", "--adapter", "custom"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("parity: error: unknown adapter 'nope'")
+    assert "Traceback" not in result.stderr
+
+
+def test_summary_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from parity.report import summary as summary_module
+
+    target = tmp_path / "summary.json"
+    target.write_text('{"old": true}')
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(summary_module.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        summary_module.write_json(target, {"new": True})
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

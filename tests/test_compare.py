@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from parity.compare import (
+    SelfComparisonWarning,
+    Tolerance,
+    compare_all,
+    compare_pair,
+    deltas,
+)
+from parity.errors import ComparisonError, ParityInputError
+
+
+def test_deltas_match_hand_computed_values() -> None:
+    a = np.array([[1.0, 0.0], [3.0, 4.0]], dtype=np.float32)
+    b = np.array([[0.0, 1.0], [3.0, 4.5]], dtype=np.float32)
+    d = deltas(a, b)
+    assert d["max_abs"].tolist() == [1.0, 0.5]
+    assert d["euclidean"][0] == pytest.approx(math.sqrt(2))
+    assert d["euclidean"][1] == pytest.approx(0.5)
+    assert d["cosine"][0] == pytest.approx(1.0)
+    expected = 1 - (9 + 18) / (5 * math.sqrt(9 + 20.25))
+    assert d["cosine"][1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_zero_vectors_have_defined_cosine() -> None:
+    d = deltas(np.zeros((2, 3)), np.array([[0.0, 0, 0], [1.0, 0, 0]]))
+    assert d["cosine"].tolist() == [0.0, 1.0]
+
+
+def test_nan_row_fails_with_reason_and_other_rows_are_unaffected() -> None:
+    a = np.array([[1.0, 0.0], [np.nan, 0.0]])
+    b = np.array([[1.0, 0.0], [1.0, 0.0]])
+    pair = compare_pair("a", a, "b", b, ["ok", "bad"])
+    assert pair.failing.tolist() == [False, True]
+    assert not pair
+    worst = pair.worst(1)[0]
+    assert worst.index == 1
+    assert worst.reasons == ["non-finite values (NaN or Inf) in an embedding"]
+    assert pair.as_dict()["stats"]["max_abs"]["max"] is None
+
+
+def test_dimension_mismatch_is_a_clear_error() -> None:
+    with pytest.raises(ComparisonError, match=r"x vs y: embedding dimensions differ: 3 vs 4"):
+        compare_pair("x", np.ones((2, 3)), "y", np.ones((2, 4)), ["a", "b"])
+
+
+def test_tolerance_parsing() -> None:
+    assert Tolerance.parse(None).as_dict() == {"max_abs": 5e-3, "cosine": 5e-3, "euclidean": 5e-3}
+    assert Tolerance.parse("1e-4").as_dict() == {"max_abs": 1e-4, "cosine": 1e-4, "euclidean": 1e-4}
+    tol = Tolerance.parse(["euclidean=1e-2,max_abs=5e-3", "cosine=0"])
+    assert (tol.euclidean, tol.max_abs, tol.cosine) == (1e-2, 5e-3, 0.0)
+    with pytest.raises(ParityInputError, match="unknown metric 'l2'; choose from max_abs"):
+        Tolerance.parse("l2=1")
+    with pytest.raises(ParityInputError, match="'abc' is not a number"):
+        Tolerance.parse("cosine=abc")
+    with pytest.raises(ParityInputError, match="finite number >= 0"):
+        Tolerance.parse("-1")
+
+
+def test_euclidean_can_fail_while_max_abs_passes() -> None:
+    a = np.ones((1, 100))
+    b = np.full((1, 100), 1.001)  # parallel: cosine 0, max-abs 1e-3, Euclidean 1e-2
+    pair = compare_pair("a", a, "b", b, ["t"], Tolerance())
+    assert not pair
+    assert pair.delta(0).reasons == ["euclidean 0.01 > 0.005"]
+    assert compare_pair("a", a, "b", b, ["t"], Tolerance.parse("euclidean=0.02"))
+
+
+def test_stats_and_worst_texts() -> None:
+    n = 20
+    a = np.zeros((n, 2))
+    a[:, 1] = 1.0
+    b = a.copy()
+    b[:, 0] = np.arange(n) / 1000  # text i has max-abs and Euclidean i/1000, cosine ~ 0
+    pair = compare_pair("a", a, "b", b, [f"t{i}" for i in range(n)])
+    stats = pair.stats()["max_abs"]
+    assert stats.max == pytest.approx(0.019)
+    assert stats.mean == pytest.approx(0.0095)
+    assert stats.p50 == pytest.approx(0.0095)
+    assert stats.p99 == pytest.approx(0.01881)
+    assert pair.failures == 14  # 0.006 .. 0.019 exceed 5e-3
+    worst = pair.worst()
+    assert len(worst) == 10
+    assert [w.index for w in worst[:3]] == [19, 18, 17]
+    assert pair.min_tolerance()["max_abs"] == pytest.approx(0.019)
+    assert "FAIL (14/20 texts)" in str(pair) and "#19" in str(pair)
+
+
+def test_every_pair_is_compared_in_order() -> None:
+    embeddings = {name: np.eye(3)[:2] * (i + 1) for i, name in enumerate("wxyz")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SelfComparisonWarning)
+        comparison = compare_all(embeddings, ["a", "b"])
+    assert [(p.a, p.b) for p in comparison.pairs] == [
+        ("w", "x"),
+        ("w", "y"),
+        ("w", "z"),
+        ("x", "y"),
+        ("x", "z"),
+        ("y", "z"),
+    ]
+    assert not comparison
+
+
+def test_bit_identical_differently_configured_adapters_warn() -> None:
+    vectors = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    with pytest.warns(SelfComparisonWarning, match="a and b are configured differently"):
+        compare_all(
+            {"a": vectors, "b": vectors.copy()},
+            ["x", "y", "z"],
+            configs={"a": {"pooling": "cls"}, "b": {"pooling": "mean"}},
+        )
+
+
+def test_identical_configs_do_not_warn() -> None:
+    vectors = np.ones((2, 4), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = compare_all(
+            {"a": vectors, "b": vectors}, ["x", "y"], configs={"a": {"k": 1}, "b": {"k": 1}}
+        )
+    assert result.passed

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from parity.adapters import REGISTRY, AdapterSpec, parse_specs
+from parity.errors import SpecError
+
+
+def test_spec_with_options_and_label() -> None:
+    spec = AdapterSpec.parse("custom:pooling=cls,max_length=512,label=prod")
+    assert (spec.name, spec.options, spec.label) == (
+        "custom",
+        {"pooling": "cls", "max_length": "512"},
+        "prod",
+    )
+    adapter = spec.build("/nowhere")
+    assert adapter.config["pooling"] == "cls" and adapter.config["max_length"] == 512
+    assert adapter.label == "prod"
+
+
+def test_default_label_spells_out_options() -> None:
+    assert AdapterSpec.parse("bcembedding:pooling=mean").label == "bcembedding:pooling=mean"
+    assert AdapterSpec.parse("langchain").label == "langchain"
+
+
+def test_unknown_adapter_lists_choices() -> None:
+    with pytest.raises(SpecError) as info:
+        AdapterSpec.parse("sbert")
+    assert str(info.value) == (
+        "unknown adapter 'sbert' in spec 'sbert'; choose from "
+        "sentence-transformers, custom, bcembedding, langchain"
+    )
+
+
+def test_unknown_option_lists_valid_keys() -> None:
+    with pytest.raises(
+        SpecError,
+        match="adapter 'langchain' has no option 'pooling'; valid options: "
+        "device, mode, normalize, label",
+    ):
+        AdapterSpec.parse("langchain:pooling=cls")
+
+
+def test_bad_option_value_lists_choices() -> None:
+    with pytest.raises(
+        SpecError, match="custom: pooling='avg' is not valid; choose from auto, cls"
+    ):
+        AdapterSpec.parse("custom:pooling=avg").build("/nowhere")
+
+
+def test_duplicate_labels_are_rejected() -> None:
+    with pytest.raises(SpecError, match="two adapters are labelled 'custom'"):
+        parse_specs(["custom", "custom"])
+    assert len(parse_specs(["custom", "custom:label=other"])) == 2
+
+
+def test_registry_has_the_four_real_adapters() -> None:
+    assert list(REGISTRY) == ["sentence-transformers", "custom", "bcembedding", "langchain"]
