@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+LAST_SUMMARY: dict[str, Any] = {}  # the summary the last run wrote, for commands that print it
 
 
 def offline() -> None:
@@ -58,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
+    diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
+    _add_common(diagnose_parser)
     sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
+    tiny = sub.add_parser("tiny-model", help="build a small whitespace-sensitive test model")
+    tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--out", required=True, metavar="DIR")
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
@@ -104,6 +112,8 @@ def finish_run(
     )
     if out:
         write_outputs(Path(out), summary, render_markdown(summary, title))
+    LAST_SUMMARY.clear()
+    LAST_SUMMARY.update(summary)
     print(verdict_line(summary, out))
     return EXIT_OK if summary["passed"] else EXIT_DIFFERENT
 
@@ -136,27 +146,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=progress,
         keep_adapters=diagnose,
     )
+    extra: dict[str, Any] = {}
     try:
         if diagnose and not result.passed:
-            diagnose_result(result, progress)
+            extra = diagnose_result(result, progress)
     finally:
         for adapter in result.adapters.values():
             adapter.close()
-    return finish_run(result, args.out, "parity run")
+    return finish_run(result, args.out, "parity run", extra)
 
 
-def diagnose_result(result: Any, progress: Callable[[str], None]) -> None:
-    """Fill each failing pair's causes (the diagnosis stage, when installed)."""
-    try:
-        from parity.diagnose import diagnose_run
-    except ImportError:
-        return
-    diagnose_run(result, progress=progress)
+def diagnose_result(result: Any, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Fill each failing pair's causes; return run-level findings (the outlier)."""
+    from parity.diagnose import diagnose_run
+
+    started = time.perf_counter()
+    extra = diagnose_run(result, progress=progress)
+    extra["diagnosis_seconds"] = round(time.perf_counter() - started, 3)
+    return extra
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Run, diagnose every failing pair, and print the causes (the report too, with --out)."""
+    args.no_diagnose = False
+    code = cmd_run(args)
+    for pair in LAST_SUMMARY["pairs"]:
+        for cause in pair["causes"]:
+            print(
+                f"{pair['a']} vs {pair['b']}: {cause['cause']} ({cause['explained']} "
+                f"texts): {cause['detail']} Fix: {cause['fix']}"
+            )
+    return code
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from parity.tinymodels import build_tiny_model
+
+    print(build_tiny_model(args.kind, args.out, seed=args.seed))
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "diagnose": cmd_diagnose,
     "list-adapters": cmd_list_adapters,
+    "tiny-model": cmd_tiny_model,
 }
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 

@@ -81,7 +81,7 @@ def deltas(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         )
     x = a.astype(np.float64)
     y = b.astype(np.float64)
-    finite: np.ndarray = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    finite = np.asarray(np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1))
     x = np.where(finite[:, None], x, 0.0)
     y = np.where(finite[:, None], y, 0.0)
     diff = x - y
@@ -164,6 +164,7 @@ class PairResult:
     texts: Sequence[str]
     failing: np.ndarray
     causes: list[dict[str, Any]] = field(default_factory=list)
+    diagnosis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -229,6 +230,7 @@ class PairResult:
             "min_tolerance": self.min_tolerance(),
             "worst": [d.as_dict() for d in self.worst()],
             "causes": self.causes,
+            **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
         }
 
 

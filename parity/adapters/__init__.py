@@ -34,7 +34,7 @@ class AdapterSpec:
 
     @classmethod
     def parse(cls, spec: str) -> AdapterSpec:
-        name, _, rest = spec.strip().partition(":")
+        name, _, rest = spec.lstrip().partition(":")
         name = name.strip()
         if name not in REGISTRY:
             raise SpecError(
@@ -42,7 +42,8 @@ class AdapterSpec:
             )
         options: dict[str, str] = {}
         label = ""
-        for part in filter(None, (p.strip() for p in rest.split(","))):
+        # values keep their whitespace: an instruction like "query: " ends with a space
+        for part in filter(lambda p: p.strip(), rest.split(",")):
             key, sep, value = part.partition("=")
             key = key.strip()
             if not sep or not key:
@@ -50,13 +51,15 @@ class AdapterSpec:
             if key == "label":
                 label = value.strip()
                 continue
+            if key not in ("instruction", "prompt"):
+                value = value.strip()
             allowed = {**COMMON_OPTIONS, **REGISTRY[name].options}
             if key not in allowed:
                 raise SpecError(
                     f"adapter {name!r} has no option {key!r}; valid options: "
                     f"{', '.join(sorted(allowed))}, label"
                 )
-            options[key] = value.strip()
+            options[key] = value
         return cls(name, options, label or cls._default_label(name, options))
 
     @staticmethod

@@ -1,0 +1,95 @@
+"""`make bench`: harness overhead of `parity run`, and (with --fuzz) the batch-first search speed.
+
+Overhead = wall time of parity's run() with the four adapters on N texts, divided by the sum of
+the four frameworks' own batched encode times on the same texts, all in this one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+SPECS = ["sentence-transformers", "custom", "bcembedding:pooling=mean", "langchain"]
+
+
+def bench_texts(n: int) -> list[str]:
+    from parity.texts import builtin_corpus
+
+    corpus = builtin_corpus()
+    return [f"{corpus[i % len(corpus)]} #{i}" for i in range(n)]
+
+
+def native_encode_seconds(model: str, texts: list[str]) -> dict[str, float]:
+    """Each framework called directly, as its users call it, timed around encode only."""
+    from BCEmbedding import EmbeddingModel
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from sentence_transformers import SentenceTransformer
+
+    from parity.adapters.custom import CustomAdapter
+
+    timings = {}
+    st = SentenceTransformer(model, device="cpu")
+    started = time.perf_counter()
+    st.encode(texts, batch_size=32, show_progress_bar=False)
+    timings["sentence-transformers"] = time.perf_counter() - started
+    custom = CustomAdapter(model)
+    custom.load()
+    started = time.perf_counter()
+    custom.stages(texts)  # our encoder's own pipeline, without the adapter's validation
+    timings["custom"] = time.perf_counter() - started
+    bce = EmbeddingModel(model_name_or_path=model, pooler="mean", device="cpu")
+    started = time.perf_counter()
+    bce.encode(texts, enable_tqdm=False)
+    timings["bcembedding"] = time.perf_counter() - started
+    lc = HuggingFaceEmbeddings(model_name=model, model_kwargs={"device": "cpu"})
+    started = time.perf_counter()
+    lc.embed_documents(texts)
+    timings["langchain"] = time.perf_counter() - started
+    return timings
+
+
+def bench_overhead(n: int) -> float:
+    from parity.adapters import parse_specs
+    from parity.modelinfo import bundled_model_path
+    from parity.runner import run
+
+    model = str(bundled_model_path())
+    texts = bench_texts(n)
+    native = native_encode_seconds(model, texts[:64])  # warm-up: imports, kernels
+    native = native_encode_seconds(model, texts)
+    started = time.perf_counter()
+    result = run(parse_specs(SPECS), texts, model=model)
+    wall = time.perf_counter() - started
+    total = sum(native.values())
+    print(f"texts: {n}")
+    for name, seconds in native.items():
+        print(f"  native {name:24s} {seconds:7.2f} s")
+    print(f"  sum of native encodes          {total:7.2f} s")
+    print(f"  parity run (4 adapters, load + embed + compare) {wall:7.2f} s")
+    print(f"harness overhead ratio: {wall / total:.3f}  (target <= 1.15)")
+    assert len(result.comparison.pairs) == 6
+    return wall / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--fuzz", action="store_true", help="also time the batch-first search")
+    args = parser.parse_args()
+    if not args.skip_overhead:
+        bench_overhead(args.texts)
+    if args.fuzz:
+        from benchmarks.fuzz_bench import bench_fuzz
+
+        bench_fuzz()
+
+
+if __name__ == "__main__":
+    main()
