@@ -60,6 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
+    fuzz = sub.add_parser("fuzz", help="search generated texts for a divergence and shrink it")
+    _add_common(fuzz, texts=False)
+    fuzz.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        help="batches per pair (default: from the hypothesis profile)",
+    )
+    fuzz.add_argument("--seed", type=int, default=None, help="random seed (default: derandomized)")
+    fuzz.add_argument(
+        "--profile",
+        choices=("ci", "dev", "deep"),
+        default=None,
+        help="hypothesis profile (default: $HYPOTHESIS_PROFILE or dev)",
+    )
+    fuzz.add_argument(
+        "--regressions",
+        default="fixtures/regressions.jsonl",
+        help="append minimal failing texts here ('' to skip)",
+    )
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
     _add_common(diagnose_parser)
     sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
@@ -179,6 +199,44 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from parity.adapters import parse_specs
+    from parity.compare import Tolerance
+    from parity.fuzz import fuzz_run
+    from parity.profiles import load_profile
+    from parity.runner import Progress
+
+    specs = parse_specs(args.adapter)
+    if len(specs) < 2:
+        from parity.errors import ParityInputError
+
+        raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
+    max_examples = args.max_examples or load_profile(args.profile).max_examples
+    progress = Progress(None if args.quiet else sys.stderr)
+    result, minimal = fuzz_run(
+        specs,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol),
+        max_examples=max_examples,
+        seed=args.seed,
+        regressions=Path(args.regressions) if args.regressions else None,
+        progress=progress,
+    )
+    try:
+        extra = diagnose_result(result, progress) if not result.passed else {}
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+    for pair in result.comparison.pairs:
+        found = minimal.get(f"{pair.a}\t{pair.b}")
+        pair.extra["minimal_failing"] = found
+    extra["max_examples"] = max_examples
+    code = finish_run(result, args.out, "parity fuzz", extra)
+    if any(minimal.values()):
+        return EXIT_DIFFERENT
+    return EXIT_OK if code == EXIT_OK else code
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from parity.tinymodels import build_tiny_model
 
@@ -189,6 +247,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "diagnose": cmd_diagnose,
+    "fuzz": cmd_fuzz,
     "list-adapters": cmd_list_adapters,
     "tiny-model": cmd_tiny_model,
 }

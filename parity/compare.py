@@ -165,6 +165,7 @@ class PairResult:
     failing: np.ndarray
     causes: list[dict[str, Any]] = field(default_factory=list)
     diagnosis: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -231,6 +232,7 @@ class PairResult:
             "worst": [d.as_dict() for d in self.worst()],
             "causes": self.causes,
             **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
+            **self.extra,
         }
 
 
