@@ -51,8 +51,6 @@ def fuzz_pair(
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from parity.strategies import batches
-
     strategy = strategy if strategy is not None else search_strategy()
     state: dict[str, Any] = {"examples": 0, "found": [], "seen": []}
 
