@@ -33,7 +33,7 @@ parity-report: setup
 	$(BIN)/parity run $(REPORT_ADAPTERS) --out reports/latest; rc=$$?; test $$rc -le 1
 
 bench: setup
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py --fuzz
 
 gate: setup
 	$(BIN)/parity gate --baseline fixtures/baselines/minilm --out reports/gate

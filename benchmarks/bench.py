@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -86,7 +88,8 @@ def main() -> None:
     if not args.skip_overhead:
         bench_overhead(args.texts)
     if args.fuzz:
-        from benchmarks.fuzz_bench import bench_fuzz
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fuzz_bench import bench_fuzz
 
         bench_fuzz()
 
