@@ -41,8 +41,13 @@ def bench_fuzz() -> float:
 
     naive = {"texts": 0}
 
-    @settings(max_examples=EXAMPLES * 2, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES * 2,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(text=st.text())
     def naive_loop(text: str) -> None:
         naive["texts"] += 1
@@ -53,9 +58,13 @@ def bench_fuzz() -> float:
     naive_seconds = time.perf_counter() - started
     batch_rate = batch_texts / batch_seconds
     naive_rate = naive["texts"] / naive_seconds
-    print(f"batch-first search: {batch_texts} texts in {batch_seconds:.2f} s = "
-          f"{batch_rate:.0f} texts/s ({EXAMPLES} batches)")
-    print(f"naive @given(text()) loop: {naive['texts']} texts in {naive_seconds:.2f} s = "
-          f"{naive_rate:.0f} texts/s")
+    print(
+        f"batch-first search: {batch_texts} texts in {batch_seconds:.2f} s = "
+        f"{batch_rate:.0f} texts/s ({EXAMPLES} batches)"
+    )
+    print(
+        f"naive @given(text()) loop: {naive['texts']} texts in {naive_seconds:.2f} s = "
+        f"{naive_rate:.0f} texts/s"
+    )
     print(f"speed-up: {batch_rate / naive_rate:.1f}x  (target >= 10x)")
     return batch_rate / naive_rate

@@ -150,3 +150,23 @@ def test_bfloat16_dtype_on_minilm(minilm: Path) -> None:
         minilm, ["sentence-transformers", "custom:dtype=bfloat16"], builtin_corpus()[:40]
     )
     assert [c["cause"] for c in causes] == ["dtype"]
+
+
+def test_first_differing_stage_is_found_stage_by_stage(bpe_model: Path) -> None:
+    cases = {
+        "custom:strip=true": "input_ids",
+        "custom:dtype=bfloat16": "token_embeddings",
+        "custom:pooling=cls": "pooled",
+    }
+    for spec, stage in cases.items():
+        result = run(
+            parse_specs(["custom", spec]),
+            EDGE + PLAIN,
+            model=bpe_model,
+            tolerance=Tolerance.parse("1e-4"),
+            keep_adapters=True,
+        )
+        diagnose_run(result)
+        for adapter in result.adapters.values():
+            adapter.close()
+        assert result.comparison.pairs[0].diagnosis["first_stage"] == stage, spec

@@ -12,8 +12,18 @@ from parity.cli import main
 
 def fuzz(model: Path, tmp_path: Path, *adapters: str) -> tuple[int, dict]:  # type: ignore[type-arg]
     out = tmp_path / "out"
-    args = ["fuzz", "--model", str(model), "--profile", "ci", "--out", str(out), "--quiet",
-            "--regressions", str(tmp_path / "regressions.jsonl")]
+    args = [
+        "fuzz",
+        "--model",
+        str(model),
+        "--profile",
+        "ci",
+        "--out",
+        str(out),
+        "--quiet",
+        "--regressions",
+        str(tmp_path / "regressions.jsonl"),
+    ]
     for spec in adapters:
         args += ["--adapter", spec]
     code = main(args)

@@ -274,8 +274,34 @@ def diagnose_pair(
             )
         )
     causes.sort(key=lambda c: -c.explained)
-    first_stage = causes[0].stage if causes else None
+    first_stage = first_differing_stage(a, b, texts[failing[0]], tolerance) if failing else None
+    if first_stage is None and causes:
+        first_stage = causes[0].stage
     return Diagnosis(causes, diff, ex.probes, floor, first_stage)
+
+
+def first_differing_stage(a: _Side, b: _Side, text: str, tolerance: Tolerance) -> str | None:
+    """Walk token ids -> attention mask -> token embeddings -> pooled -> normalized on one text;
+    stages past the token ids need both sides to expose them (the custom encoder does)."""
+    a_tokens, b_tokens = a.adapter.tokenize([text]), b.adapter.tokenize([text])
+    if a_tokens is not None and b_tokens is not None and a_tokens[0] != b_tokens[0]:
+        return "input_ids"
+    a_stages = getattr(a.adapter, "stages", None)
+    b_stages = getattr(b.adapter, "stages", None)
+    if a_stages is None or b_stages is None:
+        return None
+    x, y = a_stages([text]), b_stages([text])
+    for stage in ("input_ids", "attention_mask", "token_embeddings"):
+        left, right = x[stage][0], y[stage][0]
+        if (
+            left.shape != right.shape
+            or np.abs(left.astype(float) - right).max() > tolerance.max_abs
+        ):
+            return stage
+    for stage in ("pooled", "normalized"):
+        if not _within(x[stage], y[stage], tolerance).all():
+            return stage
+    return None
 
 
 def _cause_of_change(change: ConfigChange, a: _Side, b: _Side, sample: str) -> Cause:

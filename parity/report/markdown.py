@@ -90,6 +90,9 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
             ]
         if pair.get("causes"):
             lines += ["", "### Why they differ", ""]
+            stage = pair.get("diagnosis", {}).get("first_stage")
+            if stage:
+                lines += [f"First stage that differs: `{stage}`.", ""]
             for cause in pair["causes"]:
                 lines.append(
                     f"- **{cause['cause']}** ({cause['explained']} texts, stage "
@@ -110,6 +113,12 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
                 f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
                 f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |"
             )
+    if summary.get("outlier"):
+        lines += [
+            "",
+            f"**Outlier:** `{summary['outlier']}` differs from every other adapter, "
+            "which agree with each other.",
+        ]
     for section in summary.get("extra_sections", []):
         lines += ["", section]
     return "\n".join(lines) + "\n"
