@@ -31,12 +31,7 @@ def _top_cause(
     a, b = adapters[pair.a], adapters[pair.b]
     sides = []
     for adapter in (a, b):
-        options = {
-            k: str(v)
-            for k, v in adapter.config.items()
-            if k in type(adapter).options and v != type(adapter).options[k].default
-        }
-        spec = AdapterSpec(adapter.name, options, adapter.label)
+        spec = AdapterSpec(adapter.name, adapter.given, adapter.label)
         sides.append(_Side(adapter.label, spec, adapter, adapter.embed([text]), adapter.describe()))
     single = compare_pair(pair.a, sides[0].vectors, pair.b, sides[1].vectors, [text], tolerance)
     if single:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
-LAST_SUMMARY: dict[str, Any] = {}  # the summary the last run wrote, for commands that print it
 
 
 def offline() -> None:
@@ -87,8 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--out", required=True, metavar="DIR")
-    for register in EXTRA_COMMANDS:
-        register(sub)
     return parser
 
 
@@ -99,13 +96,13 @@ def _load_texts(path: str | None) -> list[str]:
 
 
 def cmd_list_adapters(args: argparse.Namespace) -> int:
-    from parity.adapters import REGISTRY, describe_options
+    from parity.adapters import REGISTRY
 
     for name, cls in REGISTRY.items():
         ok, why = cls.available()
         print(f"{name}  ({'available' if ok else 'UNAVAILABLE: ' + why})")
         print(f"    {cls.summary}")
-        for key, option in describe_options(cls).items():
+        for key, option in cls.all_options().items():
             choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
             print(f"    {key}={option.default!s}{choices}  {option.help}")
         print("    label=NAME  tells two specs of one adapter apart")
@@ -114,8 +111,8 @@ def cmd_list_adapters(args: argparse.Namespace) -> int:
 
 def finish_run(
     result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
-) -> int:
-    """Write summary.json + report.md, print the verdict line, return the exit code."""
+) -> tuple[int, dict[str, Any]]:
+    """Write summary.json + report.md, print the verdict line; return the exit code and summary."""
     from parity.report import build_summary, render_markdown, write_outputs
 
     adapters = [
@@ -132,10 +129,8 @@ def finish_run(
     )
     if out:
         write_outputs(Path(out), summary, render_markdown(summary, title))
-    LAST_SUMMARY.clear()
-    LAST_SUMMARY.update(summary)
     print(verdict_line(summary, out))
-    return EXIT_OK if summary["passed"] else EXIT_DIFFERENT
+    return (EXIT_OK if summary["passed"] else EXIT_DIFFERENT), summary
 
 
 def verdict_line(summary: dict[str, Any], out: str | None) -> str:
@@ -149,6 +144,10 @@ def verdict_line(summary: dict[str, Any], out: str | None) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _run_and_report(args, diagnose=not args.no_diagnose)[0]
+
+
+def _run_and_report(args: argparse.Namespace, *, diagnose: bool) -> tuple[int, dict[str, Any]]:
     from parity.adapters import parse_specs
     from parity.compare import Tolerance
     from parity.runner import Progress, run
@@ -157,7 +156,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     tolerance = Tolerance.parse(args.tol)
     texts = _load_texts(args.texts)
     progress = Progress(None if args.quiet else sys.stderr)
-    diagnose = not getattr(args, "no_diagnose", True)
     result = run(
         specs,
         texts,
@@ -166,18 +164,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=progress,
         keep_adapters=diagnose,
     )
-    extra: dict[str, Any] = {}
-    try:
-        if diagnose and not result.passed:
-            extra = diagnose_result(result, progress)
-    finally:
-        for adapter in result.adapters.values():
-            adapter.close()
+    extra = diagnose_and_close(result, progress, enabled=diagnose)
     return finish_run(result, args.out, "parity run", extra)
 
 
-def diagnose_result(result: Any, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Fill each failing pair's causes; return run-level findings (the outlier)."""
+def diagnose_and_close(
+    result: Any, progress: Callable[[str], None], *, enabled: bool = True
+) -> dict[str, Any]:
+    """Fill each failing pair's causes, then free the adapters the run kept loaded for it;
+    return run-level findings (the outlier, the time diagnosis took)."""
+    try:
+        return _diagnose(result, progress) if enabled and not result.passed else {}
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+
+
+def _diagnose(result: Any, progress: Callable[[str], None]) -> dict[str, Any]:
     from parity.diagnose import diagnose_run
 
     started = time.perf_counter()
@@ -188,9 +191,8 @@ def diagnose_result(result: Any, progress: Callable[[str], None]) -> dict[str, A
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Run, diagnose every failing pair, and print the causes (the report too, with --out)."""
-    args.no_diagnose = False
-    code = cmd_run(args)
-    for pair in LAST_SUMMARY["pairs"]:
+    code, summary = _run_and_report(args, diagnose=True)
+    for pair in summary["pairs"]:
         for cause in pair["causes"]:
             print(
                 f"{pair['a']} vs {pair['b']}: {cause['cause']} ({cause['explained']} "
@@ -207,10 +209,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from parity.runner import Progress
 
     specs = parse_specs(args.adapter)
-    if len(specs) < 2:
-        from parity.errors import ParityInputError
-
-        raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
     max_examples = args.max_examples or load_profile(args.profile).max_examples
     progress = Progress(None if args.quiet else sys.stderr)
     result, minimal = fuzz_run(
@@ -222,19 +220,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         regressions=Path(args.regressions) if args.regressions else None,
         progress=progress,
     )
-    try:
-        extra = diagnose_result(result, progress) if not result.passed else {}
-    finally:
-        for adapter in result.adapters.values():
-            adapter.close()
+    extra = diagnose_and_close(result, progress)
     for pair in result.comparison.pairs:
         found = minimal.get(f"{pair.a}\t{pair.b}")
         pair.extra["minimal_failing"] = found
     extra["max_examples"] = max_examples
-    code = finish_run(result, args.out, "parity fuzz", extra)
-    if any(minimal.values()):
-        return EXIT_DIFFERENT
-    return EXIT_OK if code == EXIT_OK else code
+    code, _ = finish_run(result, args.out, "parity fuzz", extra)
+    return EXIT_DIFFERENT if any(minimal.values()) else code
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -251,7 +243,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list-adapters": cmd_list_adapters,
     "tiny-model": cmd_tiny_model,
 }
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,13 @@ class Tolerance:
     def as_dict(self) -> dict[str, float]:
         return {m: getattr(self, m) for m in METRICS}
 
+    def within(self, per_text: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per text: every metric finite and at or below its tolerance."""
+        ok = np.ones(len(per_text[METRICS[0]]), dtype=bool)
+        for m in METRICS:
+            ok &= ~np.isnan(per_text[m]) & (per_text[m] <= getattr(self, m))
+        return ok
+
 
 def _parse_tol_value(raw: str, part: str) -> float:
     try:
@@ -206,9 +213,12 @@ class PairResult:
     def failing_indices(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.failing)]
 
-    def min_tolerance(self) -> dict[str, float | None]:
+    def min_tolerance(
+        self, stats: Mapping[str, MetricStats] | None = None
+    ) -> dict[str, float | None]:
         """The smallest tolerance per metric under which this pair would pass (Polygraphy-style)."""
-        return {m: _json_float(MetricStats.of(self.per_text[m]).max) for m in METRICS}
+        stats = stats or self.stats()
+        return {m: _json_float(stats[m].max) for m in METRICS}
 
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else f"FAIL ({self.failures}/{self.n} texts)"
@@ -221,14 +231,15 @@ class PairResult:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        stats = self.stats()
         return {
             "a": self.a,
             "b": self.b,
             "n": self.n,
             "passed": self.passed,
             "failures": self.failures,
-            "stats": {m: s.as_dict() for m, s in self.stats().items()},
-            "min_tolerance": self.min_tolerance(),
+            "stats": {m: s.as_dict() for m, s in stats.items()},
+            "min_tolerance": self.min_tolerance(stats),
             "worst": [d.as_dict() for d in self.worst()],
             "causes": self.causes,
             **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
@@ -252,11 +263,7 @@ def compare_pair(
         raise ComparisonError(f"{a_label} vs {b_label}: {exc}") from None
     if len(texts) != a.shape[0]:
         raise ComparisonError(f"{len(texts)} texts but {a.shape[0]} vectors")
-    failing = np.zeros(len(texts), dtype=bool)
-    for m in METRICS:
-        values = per_text[m]
-        failing |= np.isnan(values) | (values > getattr(tolerance, m))
-    return PairResult(a_label, b_label, tolerance, per_text, texts, failing)
+    return PairResult(a_label, b_label, tolerance, per_text, texts, ~tolerance.within(per_text))
 
 
 @dataclass

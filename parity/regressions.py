@@ -10,6 +10,7 @@ from typing import Any
 
 from parity.errors import ParityInputError
 from parity.report.summary import write_atomic
+from parity.texts import iter_jsonl
 
 DEFAULT_PATH = Path("fixtures/regressions.jsonl")
 
@@ -19,13 +20,7 @@ def read_regressions(path: Path = DEFAULT_PATH) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ParityInputError(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+    for number, record in iter_jsonl(path):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ParityInputError(f"{path} line {number}: expected an object with a 'text' string")
         records.append(record)

@@ -67,6 +67,11 @@ def embed_all(
     return np.concatenate(parts)
 
 
+def require_two(specs: Sequence[AdapterSpec]) -> None:
+    if len(specs) < 2:
+        raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
+
+
 def run(
     specs: Sequence[AdapterSpec],
     texts: Sequence[str],
@@ -77,8 +82,7 @@ def run(
     keep_adapters: bool = False,
 ) -> RunResult:
     """Load each adapter in turn, embed all texts with it, free it, then compare every pair."""
-    if len(specs) < 2:
-        raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
+    require_two(specs)
     if not texts:
         raise ParityInputError("no texts")
     progress = progress or Progress(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,20 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _read_jsonl(path: Path) -> list[str]:
-    texts = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line; invalid JSON names the line."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise ParityInputError(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    texts = []
+    for number, value in iter_jsonl(path):
         if isinstance(value, dict):
             if "text" not in value:
                 raise ParityInputError(f"{path} line {number}: object has no 'text' key")

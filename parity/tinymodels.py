@@ -36,6 +36,19 @@ _CJK = "我们你他她的是在有这个那一不了人中国大小上下天地
 _OTHER = "éèàçñüöäßøåæœ Привет мир مرحبا שלום नमस्ते 😀👍 café naïve"
 
 
+# RoBERTa / XLM-R special tokens, in id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4
+ROBERTA_SPECIAL_LIST = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+}
+
+
 def training_corpus() -> list[str]:
     """A fixed text list: every builtin-corpus text plus word and script samples."""
     from parity.texts import builtin_corpus
@@ -77,25 +90,16 @@ def _bpe() -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok.train_from_iterator(
         training_corpus(),
         trainers.BpeTrainer(
             vocab_size=1200,
-            special_tokens=specials,
+            special_tokens=ROBERTA_SPECIAL_LIST,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=False)
-    return tok, {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "cls_token": "<s>",
-        "sep_token": "</s>",
-        "pad_token": "<pad>",
-        "unk_token": "<unk>",
-        "mask_token": "<mask>",
-    }
+    return tok, ROBERTA_SPECIALS
 
 
 def _unigram() -> Any:
@@ -104,23 +108,16 @@ def _unigram() -> Any:
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok.train_from_iterator(
         training_corpus(),
-        trainers.UnigramTrainer(vocab_size=1200, special_tokens=specials, unk_token="<unk>"),
+        trainers.UnigramTrainer(
+            vocab_size=1200, special_tokens=ROBERTA_SPECIAL_LIST, unk_token="<unk>"
+        ),
     )
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
-    return tok, {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "cls_token": "<s>",
-        "sep_token": "</s>",
-        "pad_token": "<pad>",
-        "unk_token": "<unk>",
-        "mask_token": "<mask>",
-    }
+    return tok, ROBERTA_SPECIALS
 
 
 def _config(kind: str, vocab_size: int, pad_id: int) -> Any:

@@ -21,27 +21,22 @@ def _texts(tmp_path: Path, texts: list[object], name: str = "texts.jsonl") -> Pa
     return path
 
 
+def run_cli(model: Path, texts: Path, out: Path, *args: str) -> int:
+    """`parity run --quiet` on model and texts into out; bare words in args are adapter specs."""
+    argv = ["run", "--model", str(model), "--texts", str(texts), "--out", str(out), "--quiet"]
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        argv += [word, rest.pop(0)] if word.startswith("--") else ["--adapter", word]
+    return main(argv)
+
+
 def test_run_passes_and_writes_the_contract(
     bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     texts = _texts(tmp_path, ["hello world", " edge ", "a\nb", ""])
     out = tmp_path / "out"
-    code = main(
-        [
-            "run",
-            "--model",
-            str(bpe_model),
-            "--adapter",
-            "sentence-transformers",
-            "--adapter",
-            "custom",
-            "--texts",
-            str(texts),
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    code = run_cli(bpe_model, texts, out, "sentence-transformers", "custom")
     assert code == 0
     assert capsys.readouterr().out.startswith("parity: PASS: 1 pair(s) within tolerance on 4 texts")
     summary = json.loads((out / "summary.json").read_text())
@@ -62,23 +57,8 @@ def test_run_passes_and_writes_the_contract(
 def test_run_exits_1_on_a_divergence(bpe_model: Path, tmp_path: Path) -> None:
     texts = _texts(tmp_path, ["line one\nline two", "plain"])
     out = tmp_path / "out"
-    code = main(
-        [
-            "run",
-            "--model",
-            str(bpe_model),
-            "--adapter",
-            "sentence-transformers",
-            "--adapter",
-            "langchain",
-            "--texts",
-            str(texts),
-            "--out",
-            str(out),
-            "--quiet",
-            "--tol",
-            "euclidean=1e-2",
-        ]
+    code = run_cli(
+        bpe_model, texts, out, "sentence-transformers", "langchain", "--tol", "euclidean=1e-2"
     )
     assert code == 1
     summary = json.loads((out / "summary.json").read_text())

@@ -20,6 +20,14 @@ def test_edges(assert_parity):
 """
 
 
+def run_pytest(pytester: pytest.Pytester, model: Path, *adapters: str) -> pytest.RunResult:
+    """Run the pytester directory's tests against `model` with these adapter specs."""
+    args = ["--parity-model", str(model), "-p", "no:cacheprovider"]
+    for spec in adapters:
+        args += ["--parity-adapter", spec]
+    return pytester.runpytest(*args)
+
+
 def test_plugin_import_does_not_load_torch() -> None:
     code = "import sys, parity.pytest_plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -45,16 +53,7 @@ def test_mismatched_adapters_fail_with_cause_metrics_and_tokens(
     pytester: pytest.Pytester, bpe_model: Path
 ) -> None:
     pytester.makepyfile(test_user=USER_TEST)
-    result = pytester.runpytest(
-        "--parity-model",
-        str(bpe_model),
-        "--parity-adapter",
-        "sentence-transformers",
-        "--parity-adapter",
-        "custom:strip=true",
-        "-p",
-        "no:cacheprovider",
-    )
+    result = run_pytest(pytester, bpe_model, "sentence-transformers", "custom:strip=true")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -98,16 +97,7 @@ def test_plain(assert_parity):
     assert_parity(["no newline here"])
 """
     )
-    result = pytester.runpytest(
-        "--parity-model",
-        str(bpe_model),
-        "--parity-adapter",
-        "sentence-transformers",
-        "--parity-adapter",
-        "langchain",
-        "-p",
-        "no:cacheprovider",
-    )
+    result = run_pytest(pytester, bpe_model, "sentence-transformers", "langchain")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*known regression (replayed first from regressions.jsonl)*", "*top cause: newline*"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.adapters.base import COMMON_OPTIONS, Adapter, Option
+from parity.adapters.base import Adapter
 from parity.adapters.bcembedding import BCEmbeddingAdapter
 from parity.adapters.custom import CustomAdapter
 from parity.adapters.langchain import LangChainAdapter
@@ -53,7 +53,7 @@ class AdapterSpec:
                 continue
             if key not in ("instruction", "prompt"):
                 value = value.strip()
-            allowed = {**COMMON_OPTIONS, **REGISTRY[name].options}
+            allowed = REGISTRY[name].all_options()
             if key not in allowed:
                 raise SpecError(
                     f"adapter {name!r} has no option {key!r}; valid options: "
@@ -91,8 +91,4 @@ def parse_specs(specs: list[str]) -> list[AdapterSpec]:
     return parsed
 
 
-def describe_options(cls: type[Adapter]) -> dict[str, Option]:
-    return {**COMMON_OPTIONS, **cls.options}
-
-
-__all__ = ["REGISTRY", "Adapter", "AdapterSpec", "describe_options", "parse_specs", "register"]
+__all__ = ["REGISTRY", "Adapter", "AdapterSpec", "parse_specs", "register"]

@@ -99,11 +99,19 @@ class Adapter(abc.ABC):
     options: ClassVar[dict[str, Option]] = {}
     requires: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = "pip install -e ."
+    # distributions whose versions describe() reports
+    distributions: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers")
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        """Every option this adapter takes: the common ones, then its own."""
+        return {**COMMON_OPTIONS, **cls.options}
 
     def __init__(self, model: str | Path, *, label: str | None = None, **config: Any) -> None:
         self.model = str(model)
         self.label = label or self.name
-        allowed = {**COMMON_OPTIONS, **self.options}
+        self.given = dict(config)  # the options as the user gave them, to rebuild a variant
+        allowed = self.all_options()
         unknown = sorted(set(config) - set(allowed))
         if unknown:
             raise SpecError(
@@ -212,11 +220,8 @@ class Adapter(abc.ABC):
             "instruction": "",
         }
         described.update(self._describe())
-        described["versions"] = library_versions(self.requires_distributions())
+        described["versions"] = library_versions(self.distributions)
         return described
-
-    def requires_distributions(self) -> tuple[str, ...]:
-        return ("torch", "transformers", "tokenizers")
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]] | None:
         """The token strings this adapter's tokenizer produces after its preprocessing, if known."""
@@ -239,6 +244,12 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def _describe(self) -> dict[str, Any]:
         """Backend-specific part of describe()."""
+
+
+def token_strings(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[str]]:
+    """The token strings a Hugging Face tokenizer produces, truncated as the adapter truncates."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return [list(tokenizer.convert_ids_to_tokens(ids)) for ids in encoded["input_ids"]]
 
 
 def validate_texts(texts: Any) -> list[str]:

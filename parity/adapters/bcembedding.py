@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.adapters.base import Adapter, Option, parse_auto_int
+from parity.adapters.base import Adapter, Option, parse_auto_int, token_strings
 from parity.adapters.tensors import free
 
 BCE_MAX_LENGTH = 512
@@ -21,6 +21,7 @@ class BCEmbeddingAdapter(Adapter):
     summary = "BCEmbedding.EmbeddingModel(model).encode(texts)"
     requires = ("torch", "BCEmbedding")
     install_hint = "pip install --no-deps BCEmbedding==0.1.5"
+    distributions = (*Adapter.distributions, "BCEmbedding")
     options: ClassVar[dict[str, Option]] = {
         "pooling": Option("cls", "EmbeddingModel(pooler=...)", choices=("cls", "mean")),
         "max_length": Option(BCE_MAX_LENGTH, "encode(max_length=...)", parse_auto_int),
@@ -30,9 +31,6 @@ class BCEmbeddingAdapter(Adapter):
         "instruction": Option("", "encode(query_instruction=...)"),
         "batch_size": Option(256, "encode(batch_size=...)", int),
     }
-
-    def requires_distributions(self) -> tuple[str, ...]:
-        return ("torch", "transformers", "tokenizers", "BCEmbedding")
 
     def _load(self) -> None:
         root = logging.getLogger()
@@ -74,10 +72,7 @@ class BCEmbeddingAdapter(Adapter):
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         self.load()
         prefix = self.config["instruction"]
-        encoded = self.bce.tokenizer(
-            [prefix + t for t in texts], truncation=True, max_length=self.max_length
-        )
-        return [self.bce.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+        return token_strings(self.bce.tokenizer, [prefix + t for t in texts], self.max_length)
 
     def _describe(self) -> dict[str, Any]:
         steps = [f"prefix {self.config['instruction']!r}"] if self.config["instruction"] else []

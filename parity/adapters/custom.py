@@ -7,7 +7,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.adapters.base import Adapter, Option, parse_auto_bool, parse_auto_int, parse_bool
+from parity.adapters.base import (
+    Adapter,
+    Option,
+    parse_auto_bool,
+    parse_auto_int,
+    parse_bool,
+    token_strings,
+)
 from parity.adapters.tensors import DTYPE_NAMES, free, pool, torch_dtype
 from parity.modelinfo import read_model_info
 
@@ -123,9 +130,7 @@ class CustomAdapter(Adapter):
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         self.load()
-        prepared = self.preprocess(texts)
-        encoded = self.tokenizer(prepared, truncation=True, max_length=self.max_length)
-        return [list(self.tokenizer.convert_ids_to_tokens(ids)) for ids in encoded["input_ids"]]
+        return token_strings(self.tokenizer, self.preprocess(texts), self.max_length)
 
     def _describe(self) -> dict[str, Any]:
         steps = ["strip"] if self.config["strip"] else []

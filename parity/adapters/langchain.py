@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.adapters.base import Adapter, Option, parse_auto_bool
+from parity.adapters.base import Adapter, Option, parse_auto_bool, token_strings
+from parity.adapters.sbert import SentenceTransformersAdapter, has_normalize_module, pooling_mode
 from parity.adapters.tensors import free
 
 NEWLINE_STEP = "replace \\n with space"
@@ -20,6 +21,11 @@ class LangChainAdapter(Adapter):
     summary = "HuggingFaceEmbeddings(model_name=model).embed_documents / embed_query"
     requires = ("torch", "sentence_transformers", "langchain_huggingface")
     install_hint = "pip install langchain-huggingface"
+    distributions = (
+        *SentenceTransformersAdapter.distributions,
+        "langchain-core",
+        "langchain-huggingface",
+    )
     options: ClassVar[dict[str, Option]] = {
         "mode": Option(
             "documents",
@@ -30,16 +36,6 @@ class LangChainAdapter(Adapter):
             "auto", "encode_kwargs normalize_embeddings; auto = not passed", parse_auto_bool
         ),
     }
-
-    def requires_distributions(self) -> tuple[str, ...]:
-        return (
-            "torch",
-            "transformers",
-            "tokenizers",
-            "sentence-transformers",
-            "langchain-core",
-            "langchain-huggingface",
-        )
 
     def _load(self) -> None:
         from langchain_huggingface import HuggingFaceEmbeddings
@@ -68,24 +64,17 @@ class LangChainAdapter(Adapter):
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         self.load()
         st = self._client()
-        encoded = st.tokenizer(
-            [t.replace("\n", " ") for t in texts], truncation=True, max_length=st.max_seq_length
-        )
-        return [st.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+        prepared = [t.replace("\n", " ") for t in texts]
+        return token_strings(st.tokenizer, prepared, st.max_seq_length)
 
     def _describe(self) -> dict[str, Any]:
         st = self._client()
-        has_normalize = any(type(m).__name__ == "Normalize" for m in st)
-        normalize = self.config["normalize"]
-        pooling = next(
-            (getattr(m, "pooling_mode", None) for m in st if type(m).__name__ == "Pooling"), None
-        )
         return {
             "preprocessing": [NEWLINE_STEP],
             "tokenizer": type(st.tokenizer).__name__,
             "max_length": st.max_seq_length,
-            "pooling": pooling if isinstance(pooling, str) else None,
-            "normalize": has_normalize or normalize is True,
+            "pooling": pooling_mode(st),
+            "normalize": has_normalize_module(st) or self.config["normalize"] is True,
             "dtype": "float32",
             "instruction": "",
             "mode": self.config["mode"],

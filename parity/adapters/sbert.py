@@ -7,7 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.adapters.base import Adapter, Option, package_version, parse_auto_bool
+from parity.adapters.base import (
+    Adapter,
+    Option,
+    package_version,
+    parse_auto_bool,
+    token_strings,
+)
 from parity.adapters.tensors import DTYPE_NAMES, free, torch_dtype
 
 STRIP_UNTIL = (5, 4)  # sentence-transformers stripped every input before 5.4.0
@@ -24,6 +30,20 @@ def strips_inputs(version: str | None) -> bool:
     return tuple(parts) < STRIP_UNTIL
 
 
+def has_normalize_module(st: Any) -> bool:
+    """Whether a loaded SentenceTransformer ends in a Normalize module."""
+    return any(type(m).__name__ == "Normalize" for m in st)
+
+
+def pooling_mode(st: Any) -> str | None:
+    """The pooling mode of a loaded SentenceTransformer's Pooling module, if it has one."""
+    for module in st:
+        if type(module).__name__ == "Pooling":
+            mode = getattr(module, "pooling_mode", None)
+            return mode if isinstance(mode, str) else str(module.get_pooling_mode_str())
+    return None
+
+
 def load_sentence_transformer(model: str, device: str, dtype: str, normalize: Any) -> Any:
     """Load a SentenceTransformer; normalize=False drops a Normalize module, True adds none."""
     from sentence_transformers import SentenceTransformer
@@ -32,7 +52,7 @@ def load_sentence_transformer(model: str, device: str, dtype: str, normalize: An
     if dtype != "float32":
         kwargs["model_kwargs"] = {"dtype": torch_dtype(dtype)}
     st = SentenceTransformer(model, device=device, **kwargs)
-    if normalize is False and any(type(m).__name__ == "Normalize" for m in st):
+    if normalize is False and has_normalize_module(st):
         st = SentenceTransformer(
             modules=[m for m in st if type(m).__name__ != "Normalize"], device=device
         )
@@ -46,6 +66,7 @@ class SentenceTransformersAdapter(Adapter):
     summary = "SentenceTransformer(model).encode(texts)"
     requires = ("torch", "sentence_transformers")
     install_hint = "pip install sentence-transformers"
+    distributions = (*Adapter.distributions, "sentence-transformers")
     options: ClassVar[dict[str, Option]] = {
         "batch_size": Option(32, "encode batch_size", int),
         "dtype": Option("float32", "model dtype", choices=DTYPE_NAMES),
@@ -54,9 +75,6 @@ class SentenceTransformersAdapter(Adapter):
         ),
         "prompt": Option("", "prompt prepended by encode(prompt=...)"),
     }
-
-    def requires_distributions(self) -> tuple[str, ...]:
-        return ("torch", "transformers", "tokenizers", "sentence-transformers")
 
     def _load(self) -> None:
         self.st = load_sentence_transformer(
@@ -81,18 +99,6 @@ class SentenceTransformersAdapter(Adapter):
             **kwargs,
         )
 
-    def has_normalize_module(self) -> bool:
-        return any(type(m).__name__ == "Normalize" for m in self.st)
-
-    def pooling_mode(self) -> str | None:
-        for module in self.st:
-            if type(module).__name__ == "Pooling":
-                mode = getattr(module, "pooling_mode", None)
-                if isinstance(mode, str):
-                    return mode
-                return str(module.get_pooling_mode_str())
-        return None
-
     def preprocess(self, texts: Sequence[str]) -> list[str]:
         prepared = [t.strip() for t in texts] if self.strips() else list(texts)
         prompt = self.config["prompt"]
@@ -103,11 +109,7 @@ class SentenceTransformersAdapter(Adapter):
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         self.load()
-        tokenizer = self.st.tokenizer
-        encoded = tokenizer(
-            self.preprocess(texts), truncation=True, max_length=self.st.max_seq_length
-        )
-        return [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+        return token_strings(self.st.tokenizer, self.preprocess(texts), self.st.max_seq_length)
 
     def _describe(self) -> dict[str, Any]:
         steps = ["strip"] if self.strips() else []
@@ -118,8 +120,8 @@ class SentenceTransformersAdapter(Adapter):
             "preprocessing": steps,
             "tokenizer": type(self.st.tokenizer).__name__,
             "max_length": self.st.max_seq_length,
-            "pooling": self.pooling_mode(),
-            "normalize": self.has_normalize_module() if normalize == "auto" else bool(normalize),
+            "pooling": pooling_mode(self.st),
+            "normalize": has_normalize_module(self.st) if normalize == "auto" else bool(normalize),
             "dtype": self.config["dtype"],
             "instruction": self.config["prompt"],
             "batch_size": self.config["batch_size"],

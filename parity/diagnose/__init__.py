@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.adapters import Adapter, AdapterSpec, describe_options
+from parity.adapters import Adapter, AdapterSpec
 from parity.compare import METRICS, PairResult, Tolerance, deltas
 from parity.diagnose.noise import find_outlier, noise_floor
 from parity.diagnose.probes import (
@@ -83,29 +83,14 @@ class _Side:
 
 
 def _within(x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> np.ndarray:
-    found = deltas(x, y)
-    ok = np.ones(len(x), dtype=bool)
-    for m in METRICS:
-        ok &= ~np.isnan(found[m]) & (found[m] <= getattr(tolerance, m))
-    return ok
+    return tolerance.within(deltas(x, y))
 
 
 class _Explainer:
     """Assigns failing texts to the first candidate that explains them."""
 
-    def __init__(
-        self,
-        texts: Sequence[str],
-        failing: list[int],
-        model: str,
-        tolerance: Tolerance,
-        progress: Callable[[str], None],
-    ) -> None:
-        self.texts = texts
+    def __init__(self, failing: list[int]) -> None:
         self.remaining = list(failing)
-        self.model = model
-        self.tolerance = tolerance
-        self.progress = progress
         self.causes: dict[tuple[str, str], Cause] = {}
         self.probes: list[dict[str, Any]] = []
 
@@ -125,7 +110,8 @@ class _Explainer:
             self.causes[key] = make()
         self.causes[key].indices += explained
         self.causes[key].explained += len(explained)
-        self.remaining = [i for i in self.remaining if i not in set(explained)]
+        done = set(explained)
+        self.remaining = [i for i in self.remaining if i not in done]
 
 
 def _token_note(a: _Side, b: _Side, text: str) -> list[str]:
@@ -150,7 +136,7 @@ def diagnose_pair(
 ) -> Diagnosis:
     """Explain the failing texts of one pair."""
     failing = pair.failing_indices()
-    ex = _Explainer(texts, failing, model, tolerance, progress)
+    ex = _Explainer(failing)
     diff = [
         {"setting": k, "a": va, "b": vb} for k, va, vb in config_differences(a.config, b.config)
     ]
@@ -184,10 +170,10 @@ def diagnose_pair(
     changes = config_changes(
         a.label,
         a.config,
-        set(describe_options(_cls(a))),
+        set(type(a.adapter).all_options()),
         b.label,
         b.config,
-        set(describe_options(_cls(b))),
+        set(type(b.adapter).all_options()),
     )
     for change in changes:
         if not ex.remaining:
@@ -244,7 +230,7 @@ def diagnose_pair(
     if ex.remaining:
         limit = {m: 2 * max(floor[a.label][m], floor[b.label][m]) for m in METRICS}
         rows = list(ex.remaining)
-        ok = np.array([all(pair.per_text[m][i] <= limit[m] for m in METRICS) for i in rows])
+        ok = Tolerance(**limit).within({m: pair.per_text[m][rows] for m in METRICS})
         ex.record(
             ("batch-noise", ""),
             "within the noise floor",
@@ -260,7 +246,7 @@ def diagnose_pair(
                 "raise the tolerance above the noise floor (see min_tolerance)",
             ),
         )
-    causes = sorted(ex.causes.values(), key=lambda c: -c.explained)
+    causes = list(ex.causes.values())
     if ex.remaining:
         causes.append(
             Cause(
@@ -307,10 +293,6 @@ def first_differing_stage(a: _Side, b: _Side, text: str, tolerance: Tolerance) -
 def _cause_of_change(change: ConfigChange, a: _Side, b: _Side, sample: str) -> Cause:
     tokens = _token_note(a, b, sample) if change.cause == "truncation" else []
     return Cause(change.cause, STAGE_OF[change.cause], change.detail, 0, change.fix, tokens=tokens)
-
-
-def _cls(side: _Side) -> type[Adapter]:
-    return type(side.adapter)
 
 
 def _transform_fix(name: str, doer: _Side, other: _Side) -> str:

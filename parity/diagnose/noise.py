@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,11 +37,3 @@ def find_outlier(pairs: Sequence[PairResult], labels: Sequence[str]) -> str | No
         if against and among:
             return label
     return None
-
-
-def oracle_outlier(oracle: np.ndarray, embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Mean Euclidean distance of each adapter to an oracle (e.g. custom in float64)."""
-    return {
-        label: float(np.mean(deltas(oracle, vectors)["euclidean"]))
-        for label, vectors in embeddings.items()
-    }
