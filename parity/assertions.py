@@ -26,13 +26,13 @@ def _top_cause(
 ) -> str | None:
     """Diagnose the worst text alone and return 'cause: fix', or None."""
     from parity.adapters import AdapterSpec
-    from parity.diagnose import _Side, diagnose_pair
+    from parity.diagnose import Side, diagnose_pair
 
     a, b = adapters[pair.a], adapters[pair.b]
     sides = []
     for adapter in (a, b):
         spec = AdapterSpec(adapter.name, adapter.given, adapter.label)
-        sides.append(_Side(adapter.label, spec, adapter, adapter.embed([text]), adapter.describe()))
+        sides.append(Side(adapter.label, spec, adapter, adapter.embed([text]), adapter.describe()))
     single = compare_pair(pair.a, sides[0].vectors, pair.b, sides[1].vectors, [text], tolerance)
     if single:
         return None

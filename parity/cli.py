@@ -1,4 +1,4 @@
-"""The `parity` command line: run, list-adapters (and the commands later stages add)."""
+"""The `parity` command line: run, diagnose, fuzz, baseline create, gate, list-adapters, tiny-model."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ def offline() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True) -> None:
+def _add_no_retrieval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-retrieval",
+        action="store_true",
+        help="skip the built-in retrieval set (ranking impact: nDCG@10, top-10 overlap, tau)",
+    )
+
+
+def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True, out: bool = True) -> None:
     parser.add_argument("--model", help="local model directory (default: bundled all-MiniLM-L6-v2)")
     parser.add_argument(
         "--adapter",
@@ -45,7 +53,8 @@ def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True) -> None:
         metavar="TOL",
         help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean)",
     )
-    parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
+    if out:
+        parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
+    _add_no_retrieval(run_parser)
     fuzz = sub.add_parser("fuzz", help="search generated texts for a divergence and shrink it")
     _add_common(fuzz, texts=False)
     fuzz.add_argument(
@@ -81,6 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
     _add_common(diagnose_parser)
+    _add_no_retrieval(diagnose_parser)
+    baseline = sub.add_parser("baseline", help="record today's vectors for `parity gate`")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    create = baseline_sub.add_parser(
+        "create", help="embed the texts with each adapter and write a baseline directory"
+    )
+    _add_common(create, out=False)
+    create.add_argument("--out", required=True, metavar="DIR", help="the baseline directory")
+    create.add_argument(
+        "--force", action="store_true", help="replace an existing baseline (kept as DIR.prev)"
+    )
+    _add_no_retrieval(create)
+    gate = sub.add_parser("gate", help="check today's vectors against a baseline")
+    gate.add_argument("--baseline", required=True, metavar="DIR", help="made by `baseline create`")
+    _add_common(gate)
+    gate.add_argument(
+        "--max-ndcg-drop",
+        type=float,
+        default=None,
+        metavar="X",
+        help="fail when an adapter's nDCG@10 on the retrieval set moves more than X from its "
+        "baseline (default 0.005)",
+    )
+    gate.add_argument(
+        "--update",
+        action="store_true",
+        help="record today's vectors as the new baseline (the old one is kept as DIR.prev)",
+    )
+    gate.add_argument("--no-diagnose", action="store_true", help="skip explaining the drift")
     sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
     tiny = sub.add_parser("tiny-model", help="build a small whitespace-sensitive test model")
     tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
@@ -93,6 +132,12 @@ def _load_texts(path: str | None) -> list[str]:
     from parity.texts import builtin_corpus, load_texts
 
     return load_texts(path) if path else builtin_corpus()
+
+
+def _retrieval_set() -> Any:
+    from parity.retrieval import load_retrieval_set
+
+    return load_retrieval_set()
 
 
 def cmd_list_adapters(args: argparse.Namespace) -> int:
@@ -115,7 +160,21 @@ def finish_run(
     """Write summary.json + report.md, print the verdict line; return the exit code and summary."""
     from parity.report import build_summary, render_markdown, write_outputs
 
-    adapters = [
+    summary = build_summary(
+        result.comparison,
+        _adapter_entries(result),
+        model=result.model,
+        n_texts=len(result.texts),
+        extra=extra,
+    )
+    if out:
+        write_outputs(Path(out), summary, render_markdown(summary, title))
+    print(verdict_line(summary, out))
+    return (EXIT_OK if summary["passed"] else EXIT_DIFFERENT), summary
+
+
+def _adapter_entries(result: Any) -> list[dict[str, Any]]:
+    return [
         {
             "label": label,
             "name": result.specs[label].name,
@@ -124,13 +183,6 @@ def finish_run(
         }
         for label, config in result.configs.items()
     ]
-    summary = build_summary(
-        result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
-    )
-    if out:
-        write_outputs(Path(out), summary, render_markdown(summary, title))
-    print(verdict_line(summary, out))
-    return (EXIT_OK if summary["passed"] else EXIT_DIFFERENT), summary
 
 
 def verdict_line(summary: dict[str, Any], out: str | None) -> str:
@@ -163,6 +215,7 @@ def _run_and_report(args: argparse.Namespace, *, diagnose: bool) -> tuple[int, d
         tolerance=tolerance,
         progress=progress,
         keep_adapters=diagnose,
+        retrieval=None if args.no_retrieval else _retrieval_set(),
     )
     extra = diagnose_and_close(result, progress, enabled=diagnose)
     return finish_run(result, args.out, "parity run", extra)
@@ -229,6 +282,57 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return EXIT_DIFFERENT if any(minimal.values()) else code
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from parity.baseline import create_baseline
+    from parity.compare import Tolerance
+    from parity.runner import Progress
+
+    out, previous = create_baseline(
+        args.adapter,
+        _load_texts(args.texts),
+        args.out,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol),
+        retrieval=None if args.no_retrieval else _retrieval_set(),
+        force=args.force,
+        progress=Progress(None if args.quiet else sys.stderr),
+    )
+    kept = f"; the previous one is kept in {previous}" if previous else ""
+    print(f"parity: baseline written to {out} ({len(args.adapter)} adapter(s)){kept}")
+    return EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from parity.compare import Tolerance
+    from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
+    from parity.report import build_summary, render_markdown, write_outputs
+    from parity.runner import Progress
+
+    gate = run_gate(
+        args.baseline,
+        spec_strings=args.adapter,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol) if args.tol else None,
+        texts=_load_texts(args.texts) if args.texts else None,
+        max_ndcg_drop=(DEFAULT_MAX_NDCG_DROP if args.max_ndcg_drop is None else args.max_ndcg_drop),
+        update=args.update,
+        diagnose=not args.no_diagnose,
+        progress=Progress(None if args.quiet else sys.stderr),
+    )
+    result = gate.result
+    summary = build_summary(
+        result.comparison,
+        _adapter_entries(result),
+        model=result.model,
+        n_texts=len(result.texts),
+        extra={"passed": gate.passed, "baseline": gate.section()},
+    )
+    if args.out:
+        write_outputs(Path(args.out), summary, render_markdown(summary, "parity gate"))
+    print(verdict_line(gate, args.out))
+    return EXIT_OK if gate.passed or gate.updated else EXIT_DIFFERENT
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from parity.tinymodels import build_tiny_model
 
@@ -240,6 +344,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "diagnose": cmd_diagnose,
     "fuzz": cmd_fuzz,
+    "baseline": cmd_baseline,
+    "gate": cmd_gate,
     "list-adapters": cmd_list_adapters,
     "tiny-model": cmd_tiny_model,
 }

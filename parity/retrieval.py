@@ -278,3 +278,10 @@ def ndcg_drop_exceeds(impact_dict: dict[str, Any], max_drop: float) -> bool:
     """True when the overall nDCG@k of B differs from A's by more than max_drop, either way."""
     diff = impact_dict[f"ndcg@{impact_dict.get('k', 10)}"]["diff"]
     return diff is not None and abs(diff) > max_drop
+
+
+def pair_impact(rset: RetrievalSet, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """impact() of two matrices embedded from `rset.all_texts()`."""
+    a_q, a_d = rset.split(a)
+    b_q, b_d = rset.split(b)
+    return impact(a_q, a_d, b_q, b_d, rset)

@@ -15,6 +15,7 @@ from parity.adapters import Adapter, AdapterSpec
 from parity.compare import Comparison, Tolerance, compare_all
 from parity.errors import ParityInputError
 from parity.modelinfo import resolve_model
+from parity.retrieval import RetrievalSet, pair_impact
 
 CHUNK = 512
 
@@ -72,6 +73,53 @@ def require_two(specs: Sequence[AdapterSpec]) -> None:
         raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
 
 
+@dataclass
+class Embedded:
+    """Vectors, effective configs and timings of several adapters over one text list."""
+
+    embeddings: dict[str, np.ndarray]
+    configs: dict[str, dict[str, Any]]
+    timings: dict[str, dict[str, float]]
+    adapters: dict[str, Adapter]
+
+
+def embed_specs(
+    specs: Sequence[AdapterSpec],
+    texts: Sequence[str],
+    model_path: Path,
+    progress: Callable[[str], None],
+    *,
+    keep_adapters: bool = False,
+) -> Embedded:
+    """Load each adapter in turn, embed all texts with it, and free it (unless kept)."""
+    embedded = Embedded({}, {}, {}, {})
+    for spec in specs:
+        adapter = spec.build(model_path)
+        progress(f"{spec.label}: loading {model_path.name}")
+        adapter.load()
+        try:
+            progress(f"{spec.label}: embedding {len(texts)} texts")
+            embedded.embeddings[spec.label] = embed_all(adapter, texts, progress)
+            embedded.configs[spec.label] = adapter.describe()
+        finally:
+            if not keep_adapters:
+                adapter.close()
+        if keep_adapters:
+            embedded.adapters[spec.label] = adapter
+        embedded.timings[spec.label] = {
+            "load_s": adapter.load_seconds,
+            "embed_s": adapter.embed_seconds,
+        }
+    return embedded
+
+
+def split_rows(
+    vectors: dict[str, np.ndarray], n: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Split each label's matrix into its first n rows and the rest."""
+    return {k: v[:n] for k, v in vectors.items()}, {k: v[n:] for k, v in vectors.items()}
+
+
 def run(
     specs: Sequence[AdapterSpec],
     texts: Sequence[str],
@@ -80,41 +128,35 @@ def run(
     tolerance: Tolerance | None = None,
     progress: Callable[[str], None] | None = None,
     keep_adapters: bool = False,
+    retrieval: RetrievalSet | None = None,
 ) -> RunResult:
-    """Load each adapter in turn, embed all texts with it, free it, then compare every pair."""
+    """Embed the texts (and the retrieval set, if given) with each adapter, compare every pair,
+    and attach each pair's retrieval impact."""
     require_two(specs)
     if not texts:
         raise ParityInputError("no texts")
     progress = progress or Progress(None)
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
-    embeddings: dict[str, np.ndarray] = {}
-    configs: dict[str, dict[str, Any]] = {}
-    timings: dict[str, dict[str, float]] = {}
-    kept: dict[str, Adapter] = {}
-    for spec in specs:
-        adapter = spec.build(model_path)
-        progress(f"{spec.label}: loading {model_path.name}")
-        adapter.load()
-        try:
-            progress(f"{spec.label}: embedding {len(texts)} texts")
-            embeddings[spec.label] = embed_all(adapter, texts, progress)
-            configs[spec.label] = adapter.describe()
-        finally:
-            if not keep_adapters:
-                adapter.close()
-        if keep_adapters:
-            kept[spec.label] = adapter
-        timings[spec.label] = {"load_s": adapter.load_seconds, "embed_s": adapter.embed_seconds}
+    extra_texts = retrieval.all_texts() if retrieval is not None else []
+    embedded = embed_specs(
+        specs, [*texts, *extra_texts], model_path, progress, keep_adapters=keep_adapters
+    )
+    embeddings, retrieval_embeddings = split_rows(embedded.embeddings, len(texts))
     progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")
-    comparison = compare_all(embeddings, texts, tolerance, configs)
+    comparison = compare_all(embeddings, texts, tolerance, embedded.configs)
+    if retrieval is not None:
+        for pair in comparison.pairs:
+            pair.extra["retrieval"] = pair_impact(
+                retrieval, retrieval_embeddings[pair.a], retrieval_embeddings[pair.b]
+            )
     return RunResult(
         model=str(model_path),
         texts=list(texts),
         embeddings=embeddings,
-        configs=configs,
+        configs=embedded.configs,
         specs={s.label: s for s in specs},
         comparison=comparison,
-        timings=timings,
-        adapters=kept,
+        timings=embedded.timings,
+        adapters=embedded.adapters,
     )

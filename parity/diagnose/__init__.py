@@ -27,7 +27,7 @@ from parity.diagnose.probes import (
 from parity.diagnose.tokens import token_diff
 from parity.report.markdown import config_differences
 
-__all__ = ["CAUSES", "Cause", "Diagnosis", "diagnose_pair", "diagnose_run"]
+__all__ = ["CAUSES", "Cause", "Diagnosis", "Side", "diagnose_pair", "diagnose_run"]
 
 
 @dataclass
@@ -74,7 +74,9 @@ class Diagnosis:
 
 
 @dataclass
-class _Side:
+class Side:
+    """One adapter of a pair: its spec, the live adapter, its vectors and its effective config."""
+
     label: str
     spec: AdapterSpec
     adapter: Adapter
@@ -114,7 +116,7 @@ class _Explainer:
         self.remaining = [i for i in self.remaining if i not in done]
 
 
-def _token_note(a: _Side, b: _Side, text: str) -> list[str]:
+def _token_note(a: Side, b: Side, text: str) -> list[str]:
     a_tokens = a.adapter.tokenize([text])
     b_tokens = b.adapter.tokenize([text])
     if a_tokens is None or b_tokens is None:
@@ -126,15 +128,20 @@ def _token_note(a: _Side, b: _Side, text: str) -> list[str]:
 
 
 def diagnose_pair(
-    a: _Side,
-    b: _Side,
+    a: Side,
+    b: Side,
     texts: Sequence[str],
     pair: PairResult,
     model: str,
     tolerance: Tolerance,
     progress: Callable[[str], None],
+    *,
+    frozen_a: bool = False,
 ) -> Diagnosis:
-    """Explain the failing texts of one pair."""
+    """Explain the failing texts of one pair.
+
+    `frozen_a`: a's vectors were made elsewhere (a baseline) and a's adapter cannot reproduce
+    them, so only probes that re-run b and compare with a's vectors are sound; no noise floor."""
     failing = pair.failing_indices()
     ex = _Explainer(failing)
     diff = [
@@ -178,6 +185,8 @@ def diagnose_pair(
     for change in changes:
         if not ex.remaining:
             break
+        if frozen_a and change.side == "a":
+            continue
         side, other = (a, b) if change.side == "a" else (b, a)
         rows = list(ex.remaining)
         options = {**side.spec.options, change.key: str(change.value)}
@@ -198,7 +207,7 @@ def diagnose_pair(
 
     # 3. preprocessing transforms: does X(x) equal Y(T(x))? Then X applies T.
     for transform in TEXT_TRANSFORMS:
-        for doer, other in ((a, b), (b, a)):
+        for doer, other in ((a, b),) if frozen_a else ((a, b), (b, a)):
             rows = [i for i in ex.remaining if transform.apply(texts[i]) != texts[i]]
             if not rows:
                 continue
@@ -225,9 +234,11 @@ def diagnose_pair(
             )
 
     # 4. the noise floor: what batching alone changes
-    progress(f"diagnose {a.label} vs {b.label}: noise floor")
-    floor = {s.label: noise_floor(s.adapter, texts, s.vectors) for s in (a, b)}
-    if ex.remaining:
+    floor: dict[str, dict[str, float]] = {}
+    if not frozen_a:
+        progress(f"diagnose {a.label} vs {b.label}: noise floor")
+        floor = {s.label: noise_floor(s.adapter, texts, s.vectors) for s in (a, b)}
+    if ex.remaining and floor:
         limit = {m: 2 * max(floor[a.label][m], floor[b.label][m]) for m in METRICS}
         rows = list(ex.remaining)
         ok = Tolerance(**limit).within({m: pair.per_text[m][rows] for m in METRICS})
@@ -266,7 +277,7 @@ def diagnose_pair(
     return Diagnosis(causes, diff, ex.probes, floor, first_stage)
 
 
-def first_differing_stage(a: _Side, b: _Side, text: str, tolerance: Tolerance) -> str | None:
+def first_differing_stage(a: Side, b: Side, text: str, tolerance: Tolerance) -> str | None:
     """Walk token ids -> attention mask -> token embeddings -> pooled -> normalized on one text;
     stages past the token ids need both sides to expose them (the custom encoder does)."""
     a_tokens, b_tokens = a.adapter.tokenize([text]), b.adapter.tokenize([text])
@@ -290,12 +301,12 @@ def first_differing_stage(a: _Side, b: _Side, text: str, tolerance: Tolerance) -
     return None
 
 
-def _cause_of_change(change: ConfigChange, a: _Side, b: _Side, sample: str) -> Cause:
+def _cause_of_change(change: ConfigChange, a: Side, b: Side, sample: str) -> Cause:
     tokens = _token_note(a, b, sample) if change.cause == "truncation" else []
     return Cause(change.cause, STAGE_OF[change.cause], change.detail, 0, change.fix, tokens=tokens)
 
 
-def _transform_fix(name: str, doer: _Side, other: _Side) -> str:
+def _transform_fix(name: str, doer: Side, other: Side) -> str:
     if name in ("strip", "lstrip", "rstrip") and "strip" in doer.spec.options:
         return f"set strip=false on {doer.label}, or {name} texts before {other.label}"
     if name == "newline":
@@ -310,7 +321,7 @@ def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> 
     """Diagnose every failing pair of a RunResult in place; return run-level findings."""
     progress = progress or (lambda message: None)
     sides = {
-        label: _Side(
+        label: Side(
             label, result.specs[label], adapter, result.embeddings[label], result.configs[label]
         )
         for label, adapter in result.adapters.items()

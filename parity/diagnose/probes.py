@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# the last three only come from `parity gate`: the environment moved, not a setting
 CAUSES = (
     "strip",
     "newline",
@@ -20,6 +21,9 @@ CAUSES = (
     "dtype",
     "instruction",
     "batch-noise",
+    "model-files",
+    "library-version",
+    "environment",
     "unknown",
 )
 
@@ -35,6 +39,9 @@ STAGE_OF = {
     "normalization": "normalized",
     "dtype": "token_embeddings",
     "batch-noise": "token_embeddings",
+    "model-files": "token_embeddings",
+    "library-version": None,
+    "environment": None,
     "unknown": None,
 }
 

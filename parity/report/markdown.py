@@ -53,6 +53,8 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     lines += [f"**{verdict}**", ""]
     lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
     lines += ["- tolerance: " + ", ".join(f"{m} {tol[m]:g}" for m in METRICS), ""]
+    if summary.get("baseline"):
+        lines += baseline_lines(summary["baseline"])
     configs = {a["label"]: a["config"] for a in summary["adapters"]}
     lines += ["## Adapters", "", "| label | " + " | ".join(CONFIG_KEYS) + " |"]
     lines += ["|" + "---|" * (len(CONFIG_KEYS) + 1)]
@@ -81,7 +83,8 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
                 f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
                 f"{_num(s['p99'])} | {tol[m]:g} |"
             )
-        diffs = config_differences(configs.get(pair["a"], {}), configs.get(pair["b"], {}))
+        a_config = pair.get("baseline_config") or configs.get(pair["a"], {})
+        diffs = config_differences(a_config, configs.get(pair["b"], {}))
         if diffs:
             lines += ["", "Effective settings that differ:", ""]
             lines += [
@@ -113,6 +116,7 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
                 f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
                 f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |"
             )
+    lines += retrieval_lines(summary["pairs"])
     if summary.get("outlier"):
         lines += [
             "",
@@ -122,3 +126,72 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     for section in summary.get("extra_sections", []):
         lines += ["", section]
     return "\n".join(lines) + "\n"
+
+
+def baseline_lines(baseline: dict[str, Any]) -> list[str]:
+    """The gate's account: which adapters drifted from the baseline, and what changed around them."""
+    lines = [
+        "## Against the baseline",
+        "",
+        f"Baseline `{baseline['path']}`, created {baseline['created']} by parity "
+        f"{baseline['tool_version']}.",
+        "",
+        "| adapter | baseline adapter | verdict | drifted texts | max max_abs |",
+        "|---|---|---|---|---|",
+    ]
+    for label, entry in baseline["adapters"].items():
+        verdict = "**DRIFTED**" if entry["drifted"] else "unchanged"
+        lines.append(
+            f"| {label} | {entry['baseline_adapter']} | {verdict} | "
+            f"{entry['failures']}/{entry['n']} | {_num(entry['max_abs'])} |"
+        )
+    lines += ["", "Environment against the manifest:", ""]
+    lines += [f"- {line}" for line in baseline["environment_diff"]] or ["- unchanged"]
+    for label in baseline.get("ndcg_failures", []):
+        lines.append(
+            f"- **{label}**: nDCG@10 moved more than {baseline['max_ndcg_drop']:g} from the baseline"
+        )
+    for name in baseline.get("newly_failing_pairs", []):
+        lines.append(f"- **{name}** fails now but passed when the baseline was made")
+    if baseline.get("retrieval_note"):
+        lines.append(f"- retrieval: {baseline['retrieval_note']}")
+    if baseline.get("updated"):
+        lines.append(
+            f"- baseline updated in place; the previous one is in `{baseline.get('previous')}`"
+        )
+    return [*lines, ""]
+
+
+def retrieval_lines(pairs: list[dict[str, Any]]) -> list[str]:
+    """Ranking impact on the built-in retrieval set, one row per pair that has it."""
+    rows = [p for p in pairs if p.get("retrieval")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Retrieval impact",
+        "",
+        "Built-in bilingual retrieval set; rankings by cosine. nDCG@10 diff is b - a; "
+        "'long docs' counts only documents whose answer lies past token 256.",
+        "",
+        "| pair | nDCG@10 a | nDCG@10 b | diff | long docs a | long docs b | long docs diff "
+        "| top-10 overlap | Kendall tau | max score delta cos / dot / euclid |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for pair in rows:
+        impact = pair["retrieval"]
+        ndcg, long_docs = impact["ndcg@10"], impact["ndcg@10_long_docs"]
+        delta = impact["score_delta"]
+        lines.append(
+            f"| {pair['a']} vs {pair['b']} | {_num(ndcg['a'])} | {_num(ndcg['b'])} | "
+            f"{_signed(ndcg['diff'])} | {_num(long_docs['a'])} | {_num(long_docs['b'])} | "
+            f"{_signed(long_docs['diff'])} | {_num(impact['top10_overlap'])} | "
+            f"{_num(impact['kendall_tau'])} | "
+            + " / ".join(_num(delta[m]["max"]) for m in ("cosine", "dot", "euclidean"))
+            + " |"
+        )
+    return lines
+
+
+def _signed(value: Any) -> str:
+    return "NaN" if value is None else f"{value:+.3g}"

@@ -1,0 +1,134 @@
+"""Freeze today's vectors: embed a text set (and the retrieval set) and write a baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.adapters import AdapterSpec, parse_specs
+from parity.baseline.manifest import (
+    KIND,
+    SCHEMA_VERSION,
+    TEXTS,
+    environment,
+    model_record,
+    now_utc,
+    text_hashes,
+    text_set_hash,
+)
+from parity.baseline.store import ensure_writable, vector_file_name, write_baseline
+from parity.compare import Tolerance, compare_all
+from parity.errors import BaselineError, ParityInputError
+from parity.retrieval import RetrievalSet
+
+
+def build_manifest(
+    specs: Sequence[AdapterSpec],
+    texts: Sequence[str],
+    model_path: Path,
+    configs: dict[str, dict[str, Any]],
+    vectors: dict[str, np.ndarray],
+    tolerance: Tolerance,
+    retrieval: RetrievalSet | None,
+) -> dict[str, Any]:
+    """The manifest.json of a baseline (everything but the checksums, which live beside it)."""
+    from parity import __version__
+
+    dims = {label: int(v.shape[1]) for label, v in vectors.items()}
+    if len(set(dims.values())) != 1:
+        raise BaselineError(
+            "adapters disagree on the embedding dimension ("
+            + ", ".join(f"{k}: {v}" for k, v in dims.items())
+            + "); a baseline holds one dimension: give adapters of one model"
+        )
+    hashes = text_hashes(texts)
+    taken: set[str] = set()
+    comparison = compare_all(vectors, texts, tolerance, configs) if len(vectors) > 1 else None
+    retrieval_record = None
+    if retrieval is not None:
+        all_texts = retrieval.all_texts()
+        retrieval_record = {
+            "name": retrieval.name,
+            "version": retrieval.version,
+            "texts": len(all_texts),
+            "sha256": text_set_hash(text_hashes(all_texts)),
+        }
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": KIND,
+        "tool_version": __version__,
+        "created": now_utc(),
+        "model": model_record(model_path),
+        "environment": environment(),
+        "texts": {
+            "file": TEXTS,
+            "count": len(texts),
+            "sha256": text_set_hash(hashes),
+            "items": hashes,
+        },
+        "retrieval": retrieval_record,
+        "dim": next(iter(dims.values())),
+        "tolerance": tolerance.as_dict(),
+        "adapters": [
+            {
+                "label": spec.label,
+                "name": spec.name,
+                "spec": spec.as_string(),
+                "file": vector_file_name(spec.label, taken),
+                "describe": configs[spec.label],
+            }
+            for spec in specs
+        ],
+        "cross_pairs": [
+            {"a": p.a, "b": p.b, "n": p.n, "failures": p.failures, "passed": p.passed}
+            for p in (comparison.pairs if comparison else [])
+        ],
+    }
+
+
+def create_baseline(
+    spec_strings: Sequence[str],
+    texts: Sequence[str],
+    out: str | Path,
+    *,
+    model: str | Path | None = None,
+    tolerance: Tolerance | None = None,
+    retrieval: RetrievalSet | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> tuple[Path, Path | None]:
+    """Embed `texts` with every adapter and write the baseline to `out`.
+
+    Returns the baseline path and where a replaced baseline was kept (None if there was none).
+    """
+    from parity.modelinfo import resolve_model
+    from parity.runner import embed_specs, split_rows
+
+    out = Path(out)
+    ensure_writable(out, force=force)  # fail before minutes of embedding, not after
+    specs = parse_specs(list(spec_strings))
+    if not specs:
+        raise ParityInputError("give at least one --adapter to record")
+    if not texts:
+        raise ParityInputError("no texts to record")
+    model_path = resolve_model(model)
+    tolerance = tolerance or Tolerance()
+    extra = retrieval.all_texts() if retrieval is not None else []
+    embedded = embed_specs(specs, [*texts, *extra], model_path, progress)
+    vectors, retrieval_vectors = split_rows(embedded.embeddings, len(texts))
+    manifest = build_manifest(
+        specs, texts, model_path, embedded.configs, vectors, tolerance, retrieval
+    )
+    progress(f"writing baseline {out}")
+    previous = write_baseline(
+        out,
+        manifest,
+        list(texts),
+        vectors,
+        retrieval_vectors if retrieval is not None else None,
+        force=force,
+    )
+    return out, previous

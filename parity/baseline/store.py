@@ -1,0 +1,275 @@
+"""Reading and writing baseline directories.
+
+    DIR/manifest.json    provenance (see manifest.py), the adapters and their vector files
+    DIR/texts.jsonl      the texts, one JSON string per line
+    DIR/<adapter>.npz    float32 arrays: `texts` (n, dim) and, when recorded, `retrieval`
+    DIR/SHA256SUMS       sha256 of every file above (`sha256sum -c` reads it)
+
+A directory is written next to its destination and renamed into place; a replaced baseline
+is kept as DIR.prev. Every problem found on reading is a BaselineError of one line naming the
+file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.baseline.manifest import (
+    CHECKSUMS,
+    KIND,
+    MANIFEST,
+    SCHEMA_VERSION,
+    TEXTS,
+    sha256_bytes,
+    sha256_file,
+    text_hashes,
+    text_set_hash,
+)
+from parity.errors import BaselineError
+
+REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")
+RETRY = "; recreate it with `parity baseline create --force` or `parity gate --update`"
+
+
+@dataclass
+class Baseline:
+    """A validated baseline: its manifest, texts and each adapter's vectors."""
+
+    path: Path
+    manifest: dict[str, Any]
+    texts: list[str]
+    vectors: dict[str, np.ndarray]
+    retrieval_vectors: dict[str, np.ndarray]
+
+    @property
+    def adapters(self) -> list[dict[str, Any]]:
+        return list(self.manifest["adapters"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+
+def vector_file_name(label: str, taken: set[str]) -> str:
+    """A portable file name for a label ("bcembedding:pooling=mean" -> "bcembedding-pooling-mean.npz")."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "adapter"
+    name, n = f"{stem}.npz", 2
+    while name in taken:
+        name, n = f"{stem}-{n}.npz", n + 1
+    taken.add(name)
+    return name
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    as_float32: dict[str, Any] = {
+        k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()
+    }
+    np.savez(buffer, **as_float32)
+    return buffer.getvalue()
+
+
+def write_baseline(
+    path: Path,
+    manifest: dict[str, Any],
+    texts: list[str],
+    vectors: dict[str, np.ndarray],
+    retrieval_vectors: dict[str, np.ndarray] | None = None,
+    *,
+    force: bool = False,
+) -> Path | None:
+    """Write a baseline directory atomically; return where the replaced one was kept, if any.
+
+    `manifest["adapters"]` entries name their `file`; `vectors` is keyed by adapter label.
+    """
+    path = Path(path)
+    ensure_writable(path, force=force)
+    files: dict[str, bytes] = {
+        TEXTS: "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in texts).encode("utf-8")
+    }
+    for entry in manifest["adapters"]:
+        arrays = {"texts": vectors[entry["label"]]}
+        if retrieval_vectors and entry["label"] in retrieval_vectors:
+            arrays["retrieval"] = retrieval_vectors[entry["label"]]
+        files[entry["file"]] = _npz_bytes(arrays)
+    files[MANIFEST] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files[CHECKSUMS] = "".join(
+        f"{sha256_bytes(data)}  {name}\n" for name, data in sorted(files.items())
+    ).encode("ascii")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        previous = None
+        if path.exists():
+            previous = path.with_name(path.name + ".prev")
+            shutil.rmtree(previous, ignore_errors=True)
+            path.rename(previous)
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return previous
+
+
+def ensure_writable(path: Path, *, force: bool) -> None:
+    """Refuse to replace an existing baseline unless asked to."""
+    if path.exists() and not force:
+        raise BaselineError(
+            f"{path}: a baseline already exists; pass --force to replace it "
+            f"(the current one is kept as {path.name}.prev)"
+        )
+    if path.exists() and not path.is_dir():
+        raise BaselineError(f"{path}: exists and is not a directory")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    if not path.is_dir():
+        raise BaselineError(
+            f"{path}: no baseline directory here; create one with `parity baseline create`"
+        )
+    if not file.is_file():
+        raise BaselineError(f"{file}: missing; this is not a complete baseline" + RETRY)
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"{file}: not UTF-8 text ({exc.reason})" + RETRY) from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{file}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}" + RETRY
+        ) from None
+    if not isinstance(manifest, dict):
+        raise BaselineError(f"{file}: expected a JSON object, got {type(manifest).__name__}")
+    if manifest.get("kind", KIND) != KIND:
+        raise BaselineError(f"{file}: kind {manifest.get('kind')!r} is not a parity baseline")
+    schema = manifest.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise BaselineError(
+            f"{file}: unknown schema version {schema!r} (this parity reads {SCHEMA_VERSION}); "
+            "use the parity version that wrote it, or recreate the baseline"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BaselineError(f"{file}: missing key(s) {', '.join(missing)}" + RETRY)
+    return manifest
+
+
+def _read_checksums(path: Path) -> dict[str, str]:
+    file = path / CHECKSUMS
+    if not file.is_file():
+        raise BaselineError(f"{file}: missing; the baseline cannot be verified" + RETRY)
+    sums: dict[str, str] = {}
+    for number, line in enumerate(
+        file.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+    ):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
+        if not match:
+            raise BaselineError(
+                f"{file} line {number}: expected '<sha256>  <file>', got {line[:60]!r}"
+            )
+        sums[match.group(2)] = match.group(1)
+    return sums
+
+
+def _verify_files(path: Path, manifest: dict[str, Any], sums: dict[str, str]) -> None:
+    names = [MANIFEST, TEXTS, *(str(a.get("file")) for a in manifest["adapters"])]
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            raise BaselineError(f"{file}: missing" + RETRY)
+        if name not in sums:
+            raise BaselineError(f"{path / CHECKSUMS}: has no checksum for {name}" + RETRY)
+        actual = sha256_file(file)
+        if actual != sums[name]:
+            raise BaselineError(
+                f"{file}: checksum mismatch (SHA256SUMS says {sums[name][:12]}, the file hashes "
+                f"to {actual[:12]}); it changed after the baseline was written" + RETRY
+            )
+
+
+def _read_texts(path: Path, manifest: dict[str, Any]) -> list[str]:
+    file = path / TEXTS
+    texts: list[str] = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BaselineError(f"{file} line {number}: malformed JSON: {exc.msg}") from None
+        if not isinstance(text, str):
+            raise BaselineError(
+                f"{file} line {number}: expected a string, got {type(text).__name__}"
+            )
+        texts.append(text)
+    recorded = manifest["texts"]
+    if len(texts) != recorded.get("count") or text_set_hash(text_hashes(texts)) != recorded.get(
+        "sha256"
+    ):
+        raise BaselineError(
+            f"{file}: a different text set ({len(texts)} texts, sha256 "
+            f"{text_set_hash(text_hashes(texts))[:12]}) than the manifest records "
+            f"({recorded.get('count')} texts, sha256 {str(recorded.get('sha256'))[:12]})" + RETRY
+        )
+    return texts
+
+
+def _read_vectors(
+    file: Path, n_texts: int, dim: int, n_retrieval: int | None
+) -> dict[str, np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise BaselineError(f"{file}: not a readable .npz file ({exc})") from None
+    if "texts" not in arrays:
+        raise BaselineError(f"{file}: has no `texts` array" + RETRY)
+    for key, rows in (("texts", n_texts), ("retrieval", n_retrieval)):
+        if key not in arrays:
+            continue
+        array = arrays[key]
+        if array.ndim != 2:
+            raise BaselineError(f"{file}: `{key}` has shape {array.shape}, expected (n, dim)")
+        if array.shape[1] != dim:
+            raise BaselineError(
+                f"{file}: embedding dimension {array.shape[1]} in `{key}`, the manifest says {dim}"
+            )
+        if rows is not None and array.shape[0] != rows:
+            raise BaselineError(f"{file}: {array.shape[0]} vectors in `{key}` for {rows} texts")
+    return arrays
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read and verify a baseline directory: schema, checksums, text set, shapes."""
+    path = Path(path)
+    manifest = _read_manifest(path)
+    if not isinstance(manifest["adapters"], list) or not manifest["adapters"]:
+        raise BaselineError(f"{path / MANIFEST}: `adapters` must be a non-empty list" + RETRY)
+    _verify_files(path, manifest, _read_checksums(path))
+    texts = _read_texts(path, manifest)
+    dim = manifest.get("dim")
+    if not isinstance(dim, int) or dim <= 0:
+        raise BaselineError(f"{path / MANIFEST}: `dim` must be a positive integer, got {dim!r}")
+    retrieval = manifest.get("retrieval") or {}
+    n_retrieval = retrieval.get("texts") if retrieval else None
+    vectors: dict[str, np.ndarray] = {}
+    retrieval_vectors: dict[str, np.ndarray] = {}
+    for entry in manifest["adapters"]:
+        arrays = _read_vectors(path / entry["file"], len(texts), dim, n_retrieval)
+        vectors[entry["label"]] = arrays["texts"]
+        if "retrieval" in arrays:
+            retrieval_vectors[entry["label"]] = arrays["retrieval"]
+    return Baseline(path, manifest, texts, vectors, retrieval_vectors)

@@ -1,0 +1,338 @@
+"""The pre-release gate: re-embed a baseline's texts today and say what moved, why, and what it
+does to ranking.
+
+Each adapter is compared with its own baseline vectors (these pairs gate), and the adapters with
+each other (reported; they gate only when a pair that passed at baseline time fails now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.adapters import AdapterSpec, parse_specs
+from parity.baseline import Baseline, build_manifest, environment_diff, load_baseline
+from parity.baseline.manifest import environment, model_files, text_hashes, text_set_hash
+from parity.baseline.store import write_baseline
+from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
+from parity.errors import BaselineError, ModelNotFound
+from parity.retrieval import RetrievalSet, load_retrieval_set, ndcg_drop_exceeds, pair_impact
+from parity.runner import RunResult, embed_specs, split_rows
+
+DEFAULT_MAX_NDCG_DROP = 0.005
+BASELINE_PREFIX = "baseline:"
+
+
+@dataclass
+class GateResult:
+    """The gate's verdict and everything behind it; truthy when nothing drifted."""
+
+    baseline: Baseline
+    result: RunResult
+    matched: dict[str, str]  # current label -> baseline label
+    env: dict[str, Any]
+    max_ndcg_drop: float
+    ndcg_failures: list[str] = field(default_factory=list)
+    newly_failing: list[str] = field(default_factory=list)
+    retrieval_note: str | None = None
+    updated: Path | None = None
+    previous: Path | None = None
+
+    @property
+    def drift_pairs(self) -> list[PairResult]:
+        return [p for p in self.result.comparison.pairs if p.extra.get("kind") == "baseline"]
+
+    @property
+    def cross_pairs(self) -> list[PairResult]:
+        return [p for p in self.result.comparison.pairs if p.extra.get("kind") == "cross"]
+
+    @property
+    def drifted(self) -> list[str]:
+        """Current labels whose vectors moved beyond tolerance from their baseline."""
+        return [p.b for p in self.drift_pairs if not p]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.drifted or self.ndcg_failures or self.newly_failing)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def section(self) -> dict[str, Any]:
+        """summary.json's "baseline" object."""
+        manifest = self.baseline.manifest
+        return {
+            "path": str(self.baseline.path),
+            "created": manifest["created"],
+            "tool_version": manifest["tool_version"],
+            "passed": self.passed,
+            "adapters": {
+                label: {
+                    "baseline_adapter": self.matched[label],
+                    "drifted": label in self.drifted,
+                    "failures": pair.failures,
+                    "n": pair.n,
+                    "max_abs": pair.stats()["max_abs"].max,
+                }
+                for pair in self.drift_pairs
+                for label in [pair.b]
+            },
+            "drifted": self.drifted,
+            "environment_diff": self.env["lines"],
+            "libraries_changed": self.env["libraries"],
+            "model_files": self.env["model_files"],
+            "max_ndcg_drop": self.max_ndcg_drop,
+            "ndcg_failures": self.ndcg_failures,
+            "newly_failing_pairs": self.newly_failing,
+            "retrieval_note": self.retrieval_note,
+            "updated": str(self.updated) if self.updated else None,
+            "previous": str(self.previous) if self.previous else None,
+        }
+
+
+def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str, str]:
+    """Pair each current adapter with a baseline adapter: same label, else the only one of its name."""
+    recorded = [entry["label"] for entry in baseline.adapters]
+    names = {entry["label"]: entry["name"] for entry in baseline.adapters}
+    matched: dict[str, str] = {}
+    for spec in specs:
+        if spec.label in names:
+            matched[spec.label] = spec.label
+            continue
+        same_name = [label for label in recorded if names[label] == spec.name]
+        if len(same_name) != 1:
+            why = "none" if not same_name else "several: " + ", ".join(same_name)
+            raise BaselineError(
+                f"{baseline.path}: no baseline for adapter {spec.label!r} (adapters of that name "
+                f"recorded: {why}; recorded: {', '.join(recorded)}); give label=NAME to pick one, "
+                "or record it with `parity gate --update`"
+            )
+        matched[spec.label] = same_name[0]
+    return matched
+
+
+def resolve_baseline_model(baseline: Baseline, model: str | Path | None) -> Path:
+    """--model if given, else the recorded model (the bundled one resolves on any machine)."""
+    from parity.modelinfo import bundled_model_path, resolve_model
+
+    if model is not None:
+        return resolve_model(model)
+    record = baseline.manifest["model"]
+    if record.get("bundled"):
+        return bundled_model_path()
+    path = Path(record.get("path", ""))
+    if not path.is_dir():
+        raise ModelNotFound(
+            f"the baseline's model {path} is not on this machine; pass --model PATH"
+        )
+    return path
+
+
+def _retrieval_set(baseline: Baseline) -> tuple[RetrievalSet | None, str | None]:
+    """The built-in retrieval set if the baseline recorded this very set, else why not."""
+    recorded = baseline.manifest.get("retrieval")
+    if not recorded or not baseline.retrieval_vectors:
+        return None, "the baseline has no retrieval vectors; recreate it to gate on retrieval"
+    rset = load_retrieval_set()
+    if text_set_hash(text_hashes(rset.all_texts())) != recorded.get("sha256"):
+        return None, (
+            f"the baseline recorded retrieval set {recorded.get('name')} v{recorded.get('version')}, "
+            f"this parity ships v{rset.version}; retrieval not compared"
+        )
+    return rset, None
+
+
+def run_gate(
+    baseline_dir: str | Path,
+    *,
+    spec_strings: Sequence[str] = (),
+    model: str | Path | None = None,
+    tolerance: Tolerance | None = None,
+    texts: Sequence[str] | None = None,
+    max_ndcg_drop: float = DEFAULT_MAX_NDCG_DROP,
+    update: bool = False,
+    diagnose: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> GateResult:
+    """Check today's vectors against a baseline; with `update`, record today's as the new one."""
+    baseline = load_baseline(baseline_dir)
+    progress(
+        f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
+    )
+    if (
+        texts is not None
+        and text_set_hash(text_hashes(texts)) != baseline.manifest["texts"]["sha256"]
+    ):
+        raise BaselineError(
+            f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
+            f"texts) than the {len(texts)} given; gate on the baseline's own texts (omit --texts)"
+        )
+    specs = parse_specs(list(spec_strings) or [a["spec"] for a in baseline.adapters])
+    matched = match_adapters(specs, baseline)
+    model_path = resolve_baseline_model(baseline, model)
+    tolerance = tolerance or Tolerance(**baseline.manifest.get("tolerance", {}))
+    rset, retrieval_note = _retrieval_set(baseline)
+    corpus = baseline.texts
+    embedded = embed_specs(
+        specs,
+        [*corpus, *(rset.all_texts() if rset else [])],
+        model_path,
+        progress,
+        keep_adapters=diagnose,
+    )
+    try:
+        vectors, retrieval_vectors = split_rows(embedded.embeddings, len(corpus))
+        for label, array in vectors.items():
+            if array.shape[1] != baseline.dim:
+                raise BaselineError(
+                    f"{baseline.path}: embedding dimension {array.shape[1]} from {label}, the "
+                    f"baseline has {baseline.dim}; is --model the model the baseline was made with?"
+                )
+        current_files = model_files(model_path)
+        env = environment_diff(
+            baseline.manifest["environment"],
+            environment(),
+            baseline.manifest["model"]["files"],
+            current_files,
+        )
+        pairs = _drift_pairs(baseline, matched, vectors, corpus, tolerance)
+        cross = compare_all(vectors, corpus, tolerance, embedded.configs).pairs
+        for pair in cross:
+            pair.extra["kind"] = "cross"
+        gate = GateResult(
+            baseline,
+            RunResult(
+                str(model_path),
+                list(corpus),
+                vectors,
+                embedded.configs,
+                {s.label: s for s in specs},
+                Comparison(pairs + cross, tolerance),
+                embedded.timings,
+                embedded.adapters,
+            ),
+            matched,
+            env,
+            max_ndcg_drop,
+            retrieval_note=retrieval_note,
+        )
+        if rset is not None:
+            _attach_retrieval(gate, rset, retrieval_vectors)
+        gate.newly_failing = _newly_failing(baseline, matched, cross)
+        if diagnose and gate.drifted:
+            from parity.gate_diagnosis import explain_drift
+
+            for pair in gate.drift_pairs:
+                if not pair:
+                    progress(f"diagnosing drift of {pair.b} ({pair.failures} texts)")
+                    explain_drift(gate, pair, model_path, progress)
+    finally:
+        for adapter in embedded.adapters.values():
+            adapter.close()
+    if update:
+        manifest = build_manifest(
+            specs, corpus, model_path, embedded.configs, vectors, tolerance, rset
+        )
+        gate.previous = write_baseline(
+            baseline.path,
+            manifest,
+            list(corpus),
+            vectors,
+            retrieval_vectors if rset is not None else None,
+            force=True,
+        )
+        gate.updated = baseline.path
+    return gate
+
+
+def _drift_pairs(
+    baseline: Baseline,
+    matched: dict[str, str],
+    vectors: dict[str, np.ndarray],
+    texts: list[str],
+    tolerance: Tolerance,
+) -> list[PairResult]:
+    pairs = []
+    for label, base_label in matched.items():
+        pair = compare_pair(
+            BASELINE_PREFIX + base_label,
+            baseline.vectors[base_label],
+            label,
+            vectors[label],
+            texts,
+            tolerance,
+        )
+        recorded = next(e for e in baseline.adapters if e["label"] == base_label)
+        pair.extra.update(
+            {
+                "kind": "baseline",
+                "adapter": label,
+                "baseline_adapter": base_label,
+                "baseline_config": recorded["describe"],
+            }
+        )
+        pairs.append(pair)
+    return pairs
+
+
+def _attach_retrieval(
+    gate: GateResult, rset: RetrievalSet, retrieval_vectors: dict[str, np.ndarray]
+) -> None:
+    for pair in gate.drift_pairs:
+        base = gate.baseline.retrieval_vectors[gate.matched[pair.b]]
+        pair.extra["retrieval"] = pair_impact(rset, base, retrieval_vectors[pair.b])
+        if ndcg_drop_exceeds(pair.extra["retrieval"], gate.max_ndcg_drop):
+            gate.ndcg_failures.append(pair.b)
+    for pair in gate.cross_pairs:
+        pair.extra["retrieval"] = pair_impact(
+            rset, retrieval_vectors[pair.a], retrieval_vectors[pair.b]
+        )
+
+
+def _newly_failing(
+    baseline: Baseline, matched: dict[str, str], cross: list[PairResult]
+) -> list[str]:
+    """Cross pairs that passed when the baseline was made and fail now."""
+    before = {frozenset((p["a"], p["b"])): p for p in baseline.manifest.get("cross_pairs", [])}
+    newly = []
+    for pair in cross:
+        recorded = before.get(frozenset((matched[pair.a], matched[pair.b])))
+        if recorded is not None:
+            pair.extra["at_baseline"] = {"failures": recorded["failures"], "n": recorded["n"]}
+            if recorded["passed"] and not pair:
+                newly.append(f"{pair.a} vs {pair.b}")
+    return newly
+
+
+def verdict_line(gate: GateResult, out: str | None) -> str:
+    """One line for the terminal and CI logs."""
+    where = f"; report in {out}" if out else ""
+    n = len(gate.baseline.texts)
+    if gate.passed:
+        worst = max((p.stats()["max_abs"].max for p in gate.drift_pairs), default=0.0)
+        line = (
+            f"parity gate: PASS: {len(gate.drift_pairs)} adapter(s) match {gate.baseline.path} "
+            f"on {n} texts (worst max_abs {worst:.2g})"
+        )
+    else:
+        parts = []
+        for pair in gate.drift_pairs:
+            if not pair:
+                causes = ", ".join(c["cause"] for c in pair.causes) or "not diagnosed"
+                parts.append(f"{pair.b} drifted ({pair.failures}/{pair.n} texts; {causes})")
+        parts += [
+            f"{label}: nDCG@10 moved beyond {gate.max_ndcg_drop:g}" for label in gate.ndcg_failures
+        ]
+        parts += [f"{name} fails, passed at baseline" for name in gate.newly_failing]
+        line = "parity gate: FAIL: " + "; ".join(parts)
+    if gate.env["lines"]:
+        shown = gate.env["lines"][:4]
+        more = len(gate.env["lines"]) - len(shown)
+        line += "; environment: " + ", ".join(shown) + (f" (+{more} more)" if more else "")
+    if gate.updated:
+        line += f"; baseline updated, previous kept in {gate.previous or 'nowhere (none existed)'}"
+    return line + where

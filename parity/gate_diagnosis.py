@@ -1,0 +1,157 @@
+"""Why an adapter drifted from its baseline: a setting, a preprocessing step, or the environment.
+
+The baseline side is played by its recorded spec rebuilt today (the current adapter itself when
+the settings are unchanged) holding the recorded vectors. Diagnosis then probes as for any pair,
+without a noise floor (the live adapter cannot reproduce a baseline made elsewhere). Texts nothing
+explains are put down to the environment diff: model files, then library versions, then the
+machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parity.adapters import AdapterSpec
+from parity.compare import PairResult, Tolerance, compare_pair, deltas
+from parity.diagnose import Cause, Diagnosis, Side, diagnose_pair
+from parity.diagnose.probes import STAGE_OF
+
+if TYPE_CHECKING:
+    from parity.gate import GateResult
+
+ACCEPT = "if the change is intended, record it with `parity gate --update`"
+
+
+def environment_cause(indices: list[int], env: dict[str, Any]) -> Cause:
+    """The environment change that best accounts for texts no setting or transform explains."""
+    files = env["model_files"]
+    libraries = {k: v for k, v in env["libraries"].items() if k not in ("platform", "machine")}
+    if any(files.values()):
+        named = [f"{f} (changed)" for f in files["changed"]]
+        named += [f"{f} (added)" for f in files["added"]]
+        named += [f"{f} (removed)" for f in files["removed"]]
+        return Cause(
+            "model-files",
+            STAGE_OF["model-files"],
+            "the model files differ from the baseline's: " + ", ".join(named) + ".",
+            len(indices),
+            f"{ACCEPT}; otherwise restore the model files the baseline was made with",
+            indices=indices,
+        )
+    if libraries:
+        moved = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in libraries.items())
+        return Cause(
+            "library-version",
+            STAGE_OF["library-version"],
+            f"same settings and model files, but these libraries changed: {moved}.",
+            len(indices),
+            f"read their changelogs for preprocessing, dtype or pooling changes and pin the old "
+            f"versions; {ACCEPT}",
+            indices=indices,
+        )
+    return Cause(
+        "environment",
+        STAGE_OF["environment"],
+        "same settings, model files and library versions, yet other vectors: the hardware, "
+        "thread count or a nondeterministic kernel changed.",
+        len(indices),
+        "raise the tolerance to this pair's min_tolerance, or make the baseline on the machine "
+        "that gates",
+        indices=indices,
+    )
+
+
+def explain_drift(
+    gate: GateResult, pair: PairResult, model_path: Path, progress: Callable[[str], None]
+) -> None:
+    """Fill pair.causes and pair.diagnosis for one drifted adapter."""
+    label, base_label = pair.b, gate.matched[pair.b]
+    run = gate.result
+    entry = next(e for e in gate.baseline.adapters if e["label"] == base_label)
+    base_spec = AdapterSpec.parse(entry["spec"])
+    base_spec = AdapterSpec(base_spec.name, base_spec.options, pair.a)
+    current_spec = run.specs[label]
+    current = run.adapters[label]
+    base_vectors = gate.baseline.vectors[base_label]
+    failing = pair.failing_indices()
+    same_settings = (base_spec.name, base_spec.options) == (current_spec.name, current_spec.options)
+    replica = current if same_settings else base_spec.build(model_path)
+    try:
+        reproduced: list[int] = []
+        if not same_settings:
+            # does the recorded spec, run today, still give the recorded vectors?
+            again = replica.embed([run.texts[i] for i in failing])
+            ok = run.comparison.tolerance.within(deltas(again, base_vectors[failing]))
+            reproduced = [i for i, good in zip(failing, ok, strict=True) if good]
+        moved = [i for i in failing if i not in set(reproduced)]
+        causes: list[Cause] = []
+        details: list[dict[str, Any]] = []
+        for rows, frozen in ((reproduced, False), (moved, True)):
+            if not rows:
+                continue
+            found = _diagnose_rows(
+                rows,
+                Side(pair.a, base_spec, replica, base_vectors, entry["describe"]),
+                Side(label, current_spec, current, run.embeddings[label], run.configs[label]),
+                run.texts,
+                str(model_path),
+                run.comparison.tolerance,
+                progress,
+                frozen=frozen,
+            )
+            details.append(
+                {"texts": len(rows), "baseline_reproduced": not frozen, **found.as_dict()}
+            )
+            for cause in found.causes:
+                if cause.cause == "unknown":
+                    causes.append(environment_cause(cause.indices, gate.env) if frozen else cause)
+                    continue
+                cause.fix += f"; {ACCEPT}"
+                if frozen and gate.env["lines"]:
+                    cause.detail += (
+                        " The recorded settings no longer reproduce the baseline, so the "
+                        "environment changed this: " + "; ".join(gate.env["lines"][:3]) + "."
+                    )
+                causes.append(cause)
+    finally:
+        if replica is not current:
+            replica.close()
+    causes.sort(key=lambda c: -c.explained)
+    pair.causes = [c.as_dict() for c in causes]
+    first_stage = next((d["first_stage"] for d in details if d["first_stage"]), None)
+    pair.diagnosis = {
+        "first_stage": first_stage or (causes[0].stage if causes else None),
+        "baseline_reproduced": len(reproduced),
+        "parts": details,
+        "environment_diff": gate.env["lines"],
+    }
+
+
+def _diagnose_rows(
+    rows: list[int],
+    base: Side,
+    current: Side,
+    texts: list[str],
+    model: str,
+    tolerance: Tolerance,
+    progress: Callable[[str], None],
+    *,
+    frozen: bool,
+) -> Diagnosis:
+    """diagnose_pair on a subset of texts, with indices mapped back to the full text list."""
+    sub_texts = [texts[i] for i in rows]
+    base_sub = Side(base.label, base.spec, base.adapter, base.vectors[rows], base.config)
+    current_sub = Side(
+        current.label, current.spec, current.adapter, current.vectors[rows], current.config
+    )
+    sub_pair = compare_pair(
+        base.label, base_sub.vectors, current.label, current_sub.vectors, sub_texts, tolerance
+    )
+    found = diagnose_pair(
+        base_sub, current_sub, sub_texts, sub_pair, model, tolerance, progress, frozen_a=frozen
+    )
+    for cause in found.causes:
+        cause.indices = [rows[j] for j in cause.indices]
+    return found
