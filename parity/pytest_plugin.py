@@ -48,6 +48,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="fixtures/regressions.jsonl",
         help="regression corpus replayed first and appended to on failure",
     )
+    group.addoption(
+        "--parity-regen",
+        dest="parity_regen",
+        action="store_true",
+        default=False,
+        help="rewrite the baselines of parity_baseline checks (the old ones are kept as .prev)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -149,6 +156,54 @@ def assert_parity(
                     f"known regression (replayed first from {state.regressions_path().name})",
                 )
         _check(state, list(texts), chosen, tolerance, None)
+
+    return check
+
+
+@pytest.fixture
+def parity_baseline(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, parity_adapters: dict[str, Any]
+) -> Callable[..., None]:
+    """parity_baseline(texts, *, name=None, adapters=None, tol=None): every adapter reproduces
+    the vectors stored in <test dir>/<test module>/<name or test name>/. A missing baseline is
+    written and the test fails once, saying so; --parity-regen rewrites it."""
+    from parity.compare import Tolerance
+
+    default_tol = Tolerance.parse(pytestconfig.getoption("parity_tol"))
+    regen = bool(pytestconfig.getoption("parity_regen"))
+
+    def check(
+        texts: Sequence[str],
+        *,
+        name: str | None = None,
+        adapters: dict[str, Any] | None = None,
+        tol: str | Tolerance | None = None,
+    ) -> None:
+        __tracebackhide__ = True
+        from parity.baseline import check as baseline_check
+        from parity.errors import BaselineError
+
+        if tol is None:
+            tolerance = default_tol
+        else:
+            tolerance = tol if isinstance(tol, Tolerance) else Tolerance.parse(tol)
+        chosen = adapters or parity_adapters
+        path = baseline_check.baseline_dir(request.path, request.node.name, name)
+        if regen or not path.exists():
+            previous = baseline_check.record(path, chosen, list(texts), tolerance)
+            what = "regenerated (--parity-regen)" if regen else "did not exist"
+            kept = f"; the previous one is kept in {previous}" if previous else ""
+            pytest.fail(
+                f"parity baseline {path} {what}: recorded {len(texts)} texts with "
+                f"{', '.join(chosen)}{kept}. Commit it and rerun.",
+                pytrace=False,
+            )
+        try:
+            message = baseline_check.check(path, chosen, list(texts), tolerance)
+        except BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if message:
+            raise AssertionError(message)
 
     return check
 

@@ -69,7 +69,8 @@ def _wordpiece() -> Any:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(
-        training_corpus(), trainers.WordPieceTrainer(vocab_size=1200, special_tokens=specials)
+        training_corpus(),
+        trainers.WordPieceTrainer(vocab_size=1200, special_tokens=specials, show_progress=False),
     )
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -96,6 +97,7 @@ def _bpe() -> Any:
             vocab_size=1200,
             special_tokens=ROBERTA_SPECIAL_LIST,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         ),
     )
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=False)
@@ -111,7 +113,10 @@ def _unigram() -> Any:
     tok.train_from_iterator(
         training_corpus(),
         trainers.UnigramTrainer(
-            vocab_size=1200, special_tokens=ROBERTA_SPECIAL_LIST, unk_token="<unk>"
+            vocab_size=1200,
+            special_tokens=ROBERTA_SPECIAL_LIST,
+            unk_token="<unk>",
+            show_progress=False,
         ),
     )
     tok.post_processor = processors.TemplateProcessing(
@@ -161,6 +166,9 @@ def build_tiny_model(kind: str, out: str | Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = _config(kind, tok.get_vocab_size(), tok.token_to_id(specials["pad_token"]))
     model = AutoModel.from_config(config).eval()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one 0.1 s shard needs no bar
     model.save_pretrained(out)
     pooling = "cls" if kind == "unigram" else "mean"
     modules = [

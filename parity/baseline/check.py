@@ -1,0 +1,97 @@
+"""The `parity_baseline` fixture's logic: compare live adapters with a stored baseline, or
+(re)write it, following pytest-regressions (a missing baseline is written and the test fails)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.adapters import AdapterSpec
+from parity.baseline.create import build_manifest
+from parity.baseline.manifest import (
+    environment,
+    environment_diff,
+    model_files,
+    text_hashes,
+    text_set_hash,
+)
+from parity.baseline.store import load_baseline, write_baseline
+from parity.compare import METRICS, Tolerance, compare_pair
+from parity.errors import BaselineError
+
+
+def baseline_dir(test_file: Path, test_name: str, name: str | None = None) -> Path:
+    """<test dir>/<test module>/<name or test name>, as pytest-regressions lays out its data."""
+    leaf = re.sub(r"[^A-Za-z0-9._-]+", "_", name or test_name).strip("_") or "baseline"
+    return test_file.parent / test_file.stem / leaf
+
+
+def record(
+    path: Path, adapters: dict[str, Any], texts: Sequence[str], tolerance: Tolerance
+) -> Path | None:
+    """Embed `texts` with the live adapters and write them as the baseline at `path`."""
+    specs = [AdapterSpec(a.name, a.given, label) for label, a in adapters.items()]
+    vectors = {label: a.embed(texts) for label, a in adapters.items()}
+    configs = {label: a.describe() for label, a in adapters.items()}
+    model = Path(next(iter(adapters.values())).model)
+    manifest = build_manifest(specs, texts, model, configs, vectors, tolerance, None)
+    return write_baseline(path, manifest, list(texts), vectors, force=True)
+
+
+def check(
+    path: Path, adapters: dict[str, Any], texts: Sequence[str], tolerance: Tolerance
+) -> str | None:
+    """None when every adapter reproduces its baseline vectors; else the failure message.
+
+    On drift, today's vectors are left beside the baseline as `<name>.obtained/` for diffing."""
+    baseline = load_baseline(path)
+    if text_set_hash(text_hashes(texts)) != baseline.manifest["texts"]["sha256"]:
+        raise BaselineError(
+            f"{path}: recorded for other texts ({baseline.manifest['texts']['count']} texts) than "
+            f"the {len(texts)} given; rerun with --parity-regen to record these"
+        )
+    lines: list[str] = []
+    vectors: dict[str, np.ndarray] = {}
+    for label, adapter in adapters.items():
+        if label not in baseline.vectors:
+            raise BaselineError(
+                f"{path}: no vectors for adapter {label!r} (recorded: "
+                f"{', '.join(baseline.vectors)}); rerun with --parity-regen to record it"
+            )
+        vectors[label] = adapter.embed(texts)
+        pair = compare_pair(
+            "baseline", baseline.vectors[label], label, vectors[label], texts, tolerance
+        )
+        if pair:
+            continue
+        worst = pair.worst(1)[0]
+        lines.append(f"{label}: {pair.failures} of {pair.n} texts drifted from {path}")
+        lines.append(f"  worst text: {worst.text!r}")
+        for m in METRICS:
+            value, limit = getattr(worst, m), getattr(tolerance, m)
+            lines.append(
+                f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  "
+                f"{'FAIL' if not value <= limit else 'ok'}"
+            )
+    if not lines:
+        return None
+    first = next(iter(adapters.values()))
+    env = environment_diff(
+        baseline.manifest["environment"],
+        environment(),
+        baseline.manifest["model"]["files"],
+        model_files(Path(first.model)),
+    )
+    lines += [f"environment: {line}" for line in env["lines"]] or ["environment: unchanged"]
+    obtained = path.with_name(path.name + ".obtained")
+    shutil.rmtree(obtained, ignore_errors=True)
+    record(obtained, adapters, texts, tolerance)
+    lines.append(
+        f"today's vectors are in {obtained}; if the change is intended, rerun with --parity-regen"
+    )
+    return "\n".join(lines)
