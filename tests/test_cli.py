@@ -195,3 +195,39 @@ def test_summary_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         summary_module.write_json(target, {"new": True})
     assert target.read_text() == '{"old": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_run_reports_retrieval_impact_per_pair(bpe_model: Path, tmp_path: Path) -> None:
+    texts = _texts(tmp_path, ["hello world", "plain"])
+    out = tmp_path / "out"
+    assert run_cli(bpe_model, texts, out, "sentence-transformers", "custom:dtype=bfloat16") in (
+        0,
+        1,
+    )
+    pair = json.loads((out / "summary.json").read_text())["pairs"][0]
+    impact = pair["retrieval"]
+    assert set(impact["score_delta"]) == {"cosine", "dot", "euclidean"}
+    assert impact["score_delta"]["euclidean"]["max"] > 0  # bfloat16 moves every score
+    assert 0 < impact["top10_overlap"] <= 1
+    assert impact["ndcg@10"]["queries"] == 32
+    assert impact["ndcg@10"]["diff"] == pytest.approx(
+        impact["ndcg@10"]["b"] - impact["ndcg@10"]["a"]
+    )
+    row = next(
+        line
+        for line in (out / "report.md").read_text().splitlines()
+        if line.startswith("| sentence-transformers vs custom:dtype=bfloat16 | ")
+        and line.count("|") == 11
+    )
+    assert f"{impact['ndcg@10']['a']:.3g}" in row
+
+
+def test_no_retrieval_skips_the_retrieval_set(bpe_model: Path, tmp_path: Path) -> None:
+    texts = _texts(tmp_path, ["hello world"])
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(bpe_model), "--texts", str(texts), "--out", str(out)]
+    argv += ["--adapter", "sentence-transformers", "--adapter", "custom", "--no-retrieval"]
+    assert main([*argv, "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "retrieval" not in summary["pairs"][0]
+    assert "Retrieval impact" not in (out / "report.md").read_text()

@@ -103,3 +103,22 @@ def test_bfloat16_fails_euclidean_but_passes_max_abs(embedder: Embed, minilm: Pa
         texts,
         Tolerance.parse("euclidean=0.05"),
     )
+
+
+@pytest.mark.slow
+def test_bcembedding_mean_ranks_long_documents_differently(embedder: Embed, minilm: Path) -> None:
+    """The report's retrieval figures: reading past token 256 moves nDCG@10 on long documents."""
+    from parity.retrieval import load_retrieval_set, pair_impact
+
+    rset = load_retrieval_set()
+    texts = rset.all_texts()
+    impact = pair_impact(
+        rset,
+        embedder("sentence-transformers", minilm, texts),
+        embedder("bcembedding:pooling=mean", minilm, texts),
+    )
+    long_docs = impact["ndcg@10_long_docs"]
+    assert long_docs["queries"] == 32
+    assert long_docs["diff"] > 0.01  # 0.210 -> 0.242 here
+    assert abs(impact["ndcg@10"]["diff"]) < long_docs["diff"]
+    assert impact["score_delta"]["euclidean"]["max"] > 0.1
