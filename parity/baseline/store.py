@@ -38,7 +38,7 @@ from parity.baseline.manifest import (
 from parity.errors import BaselineError
 
 REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")
-RETRY = "; recreate it with `parity baseline create --force` or `parity gate --update`"
+RETRY = "; recreate it with `parity baseline create --force`"
 
 
 @dataclass
