@@ -71,15 +71,14 @@ class GateResult:
             "tool_version": manifest["tool_version"],
             "passed": self.passed,
             "adapters": {
-                label: {
-                    "baseline_adapter": self.matched[label],
-                    "drifted": label in self.drifted,
+                pair.b: {
+                    "baseline_adapter": self.matched[pair.b],
+                    "drifted": not pair,
                     "failures": pair.failures,
                     "n": pair.n,
                     "max_abs": pair.stats()["max_abs"].max,
                 }
                 for pair in self.drift_pairs
-                for label in [pair.b]
             },
             "drifted": self.drifted,
             "environment_diff": self.env["lines"],
