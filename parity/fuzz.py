@@ -1,20 +1,51 @@
-"""Batch-first property search: one hypothesis example is a batch, embedded in one call per side."""
+"""Batch-first property search: one hypothesis example is a large batch of texts, embedded in one
+call per adapter; a diverging text is then shrunk in batches too (see parity.shrink)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+import string
+import unicodedata
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 from parity.adapters import Adapter
-from parity.compare import METRICS, Tolerance, compare_pair
+from parity.compare import METRICS, PairResult, Tolerance, compare_pair
+from parity.strategies import (
+    COMBINING_MARKS,
+    EMOJI,
+    INDENTS,
+    LINE_BREAKS,
+    NORMALIZATION_FORMS,
+    NORMALIZATION_SENSITIVE,
+    PROFESSION_OBJECTS,
+    SCRIPT_RANGES,
+    SKIN_TONES,
+    TONE_BASES,
+    WHITESPACE_ORDER,
+    WORDS,
+    ZWJ,
+    ZWJ_SEQUENCES,
+)
+
+BATCH_SIZE = 256
+"""Texts per hypothesis example: large enough that one model call per adapter amortizes."""
+
+KINDS = ("raw", "whitespace", "edge", "newline", "unicode", "normalization", "plain")
+"""What the fast generator can make; each batch mixes a drawn subset of them (swarm testing)."""
 
 
 @dataclass
 class FuzzResult:
-    """What a search found for one pair; truthy when nothing diverged within the budget."""
+    """What a search found for one pair; truthy when nothing diverged within the budget.
+
+    examples: hypothesis examples (batches); texts: texts embedded per adapter, shrinking
+    included; shrink_calls: shrink rounds, one embed call per adapter each.
+    """
 
     a: str
     b: str
@@ -22,19 +53,145 @@ class FuzzResult:
     minimal_failing: dict[str, Any] | None = None
     found: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    texts: int = 0
+    shrink_calls: int = 0
 
     def __bool__(self) -> bool:
         return self.minimal_failing is None
 
 
-def search_strategy(max_size: int = 16) -> Any:
-    """Batches of texts: raw short strings first (they shrink to one or two characters), then
-    the targeted generators of parity.strategies (whitespace, newlines, unicode, ...)."""
-    from hypothesis import strategies as st
+def search_strategy(batch_size: int = BATCH_SIZE) -> st.SearchStrategy[list[str]]:
+    """Batches of up to `batch_size` distinct short texts, cheap to draw.
 
-    from parity.strategies import batches, texts
+    Hypothesis draws a seed and a non-empty subset of KINDS; expand_batch() turns them into
+    texts with the catalogues of parity.strategies (whitespace code points, edge whitespace,
+    newlines, scripts, emoji, normalization forms, plain words, raw short strings). Hypothesis
+    would shrink a draw towards seed 0 and the first kind, which is no simpler a batch, so
+    fuzz_pair() skips that phase and shrinks the failing text with parity.shrink instead.
+    """
+    kinds = st.sets(st.sampled_from(KINDS), min_size=1)
+    return st.builds(expand_batch, st.integers(0, 2**64 - 1), kinds, st.just(batch_size))
 
-    return batches(min_size=1, max_size=max_size, elements=st.one_of(st.text(max_size=12), texts()))
+
+def expand_batch(seed: int, kinds: Collection[str], size: int = BATCH_SIZE) -> list[str]:
+    """Up to `size` distinct texts of the given KINDS, a deterministic function of `seed`.
+
+    raw: 0-6 characters from ASCII, whitespace, the scripts of unicode_texts(), combining
+    marks, controls and emoji; whitespace: a run of 1-4 WHITESPACE_CHARS; edge: words (or
+    unicode pieces) with a whitespace run at the start, the end or both; newline: 2-6 lines,
+    some blank or indented, joined by any of "\\n", "\\r\\n", "\\r" and blank lines; unicode:
+    script runs, combining marks, emoji with skin tones or ZWJ, control runs; normalization:
+    form-sensitive pieces and words in one of the four forms; plain: words, maybe capitalized
+    with . ? or !. Counts of words, pieces and lines are mostly 1 or 2, so most texts are a
+    few tokens long.
+    """
+    rng = random.Random(seed)
+    makers = [_MAKERS[kind] for kind in KINDS if kind in kinds]
+    texts: dict[str, None] = {}
+    for _ in range(4 * size):
+        if len(texts) >= size:
+            break
+        texts[rng.choice(makers)(rng)] = None
+    return list(texts)
+
+
+def _count(rng: random.Random, high: int, more: float = 0.4) -> int:
+    """1 to `high`, each step up with probability `more`: mostly 1 or 2, rarely `high`."""
+    count = 1
+    while count < high and rng.random() < more:
+        count += 1
+    return count
+
+
+_ASCII = string.ascii_letters + string.digits + string.punctuation
+_CONTROLS = "".join(chr(code) for code in (*range(0x20), *range(0x7F, 0xA0)))
+
+
+def _raw_char(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.45:
+        return rng.choice(_ASCII)
+    if roll < 0.6:
+        return rng.choice(WHITESPACE_ORDER)
+    if roll < 0.8:
+        low, high = rng.choice(SCRIPT_RANGES)
+        return chr(rng.randint(low, high))
+    if roll < 0.87:
+        return chr(rng.randint(*COMBINING_MARKS))
+    if roll < 0.93:
+        return rng.choice(_CONTROLS)
+    return rng.choice((*EMOJI, *SKIN_TONES, ZWJ))
+
+
+def _raw(rng: random.Random) -> str:
+    return "".join(_raw_char(rng) for _ in range(rng.randrange(7)))
+
+
+def _whitespace(rng: random.Random) -> str:
+    return "".join(rng.choice(WHITESPACE_ORDER) for _ in range(_count(rng, 4)))
+
+
+def _plain(rng: random.Random) -> str:
+    text = " ".join(rng.choice(WORDS) for _ in range(_count(rng, 12)))
+    return text if rng.random() < 0.5 else text.capitalize() + rng.choice(".?!")
+
+
+def _edge(rng: random.Random) -> str:
+    base = _plain(rng) if rng.random() < 0.7 else _unicode(rng)
+    edge = rng.randrange(3)
+    return (_whitespace(rng) if edge != 1 else "") + base + (_whitespace(rng) if edge else "")
+
+
+def _newline(rng: random.Random) -> str:
+    lines = [rng.choice(INDENTS) + _plain(rng) if rng.random() < 0.8 else ""]
+    for _ in range(_count(rng, 5)):
+        line = rng.choice(INDENTS) + _plain(rng) if rng.random() < 0.6 else ""
+        lines.append(rng.choice(LINE_BREAKS) + line)
+    return "".join(lines)
+
+
+def _unicode_piece(rng: random.Random) -> str:
+    roll = rng.randrange(6)
+    if roll == 0:
+        low, high = rng.choice(SCRIPT_RANGES)
+        return "".join(chr(rng.randint(low, high)) for _ in range(_count(rng, 6)))
+    if roll == 1:
+        marks = (chr(rng.randint(*COMBINING_MARKS)) for _ in range(_count(rng, 3)))
+        return rng.choice("aeoиש") + "".join(marks)
+    if roll == 2:
+        return rng.choice(EMOJI)
+    if roll == 3:
+        return rng.choice(TONE_BASES) + rng.choice(SKIN_TONES)
+    if roll == 4:
+        person = rng.choice("👩👨🧑") + rng.choice(("", *SKIN_TONES))
+        return rng.choice((*ZWJ_SEQUENCES, person + ZWJ + rng.choice(PROFESSION_OBJECTS)))
+    return "".join(rng.choice(_CONTROLS) for _ in range(_count(rng, 3)))
+
+
+def _unicode(rng: random.Random) -> str:
+    return " ".join(_unicode_piece(rng) for _ in range(_count(rng, 8)))
+
+
+def _normalization(rng: random.Random) -> str:
+    pieces = [rng.choice(NORMALIZATION_SENSITIVE)]
+    for _ in range(_count(rng, 6) - 1):
+        pieces.append(rng.choice(NORMALIZATION_SENSITIVE + WORDS))
+    text = " ".join(pieces)
+    form = unicodedata.normalize(rng.choice(NORMALIZATION_FORMS), text)
+    # "x²" in NFKC is "x2", which no normalization changes: keep the original then.
+    sensitive = any(unicodedata.normalize(other, form) != form for other in NORMALIZATION_FORMS)
+    return form if sensitive else text
+
+
+_MAKERS: dict[str, Callable[[random.Random], str]] = {
+    "raw": _raw,
+    "whitespace": _whitespace,
+    "edge": _edge,
+    "newline": _newline,
+    "unicode": _unicode,
+    "normalization": _normalization,
+    "plain": _plain,
+}
 
 
 def fuzz_pair(
@@ -46,24 +203,52 @@ def fuzz_pair(
     seed: int | None = None,
     strategy: Any = None,
     progress: Callable[[str], None] = lambda message: None,
+    batch_size: int = BATCH_SIZE,
 ) -> FuzzResult:
-    """Search batches of texts for one that diverges, then shrink it to one minimal text."""
+    """Search batches of texts for one that diverges, then shrink it to one minimal text.
+
+    Each hypothesis example (from `strategy`, default search_strategy(batch_size)) is one batch;
+    its texts not checked before are embedded in one call per adapter. The simplest diverging
+    text of the first diverging batch is shrunk with parity.shrink.shrink_text, each round of
+    candidates again in one call per adapter.
+    """
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    strategy = strategy if strategy is not None else search_strategy()
-    state: dict[str, Any] = {"examples": 0, "found": [], "seen": []}
+    from parity.shrink import shrink_text, simplicity
+
+    strategy = strategy if strategy is not None else search_strategy(batch_size)
+    checked: set[str] = set()
+    seen: list[str] = []
+    failing: list[str] = []
+    failing_set: set[str] = set()
+    counts = {"examples": 0, "texts": 0, "shrink_calls": 0}
+
+    def compare(texts: list[str]) -> PairResult:
+        counts["texts"] += len(texts)
+        return compare_pair(a.label, a.embed(texts), b.label, b.embed(texts), texts, tolerance)
 
     def diverges(batch: Sequence[str]) -> bool:
-        state["examples"] += 1
-        if len(state["seen"]) < 256:
-            state["seen"].extend(batch)
-        if state["examples"] % 25 == 0:
-            progress(f"{a.label} vs {b.label}: {state['examples']} batches")
-        pair = compare_pair(a.label, a.embed(batch), b.label, b.embed(batch), batch, tolerance)
-        if not pair:
-            state["found"].append(pair.worst(1)[0].text)
-        return not pair
+        counts["examples"] += 1
+        if counts["examples"] % 10 == 0:
+            progress(f"{a.label} vs {b.label}: {counts['examples']} batches, {len(checked)} texts")
+        if not failing_set.isdisjoint(batch):
+            return True  # hypothesis replaying the batch that failed
+        new = [text for text in dict.fromkeys(batch) if text not in checked]
+        if not new:
+            return False
+        checked.update(new)
+        seen.extend(new[: max(256 - len(seen), 0)])
+        pair = compare(new)
+        if pair:
+            return False
+        failing.extend(new[index] for index in pair.failing_indices())
+        failing_set.update(failing)
+        return True
+
+    def fails(candidates: list[str]) -> list[bool]:
+        counts["shrink_calls"] += 1
+        return [bool(flag) for flag in compare(candidates).failing]
 
     config = settings(
         max_examples=max_examples,
@@ -71,19 +256,23 @@ def fuzz_pair(
         database=None,
         derandomize=seed is None,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate, Phase.shrink],
+        phases=[Phase.generate],
     )
     rng = random.Random(seed) if seed is not None else None
+    result = FuzzResult(a.label, b.label, 0, seen=seen)
     try:
-        minimal = find(strategy, diverges, settings=config, random=rng)
+        find(strategy, diverges, settings=config, random=rng)
     except NoSuchExample:
-        return FuzzResult(a.label, b.label, state["examples"], seen=state["seen"])
-    pair = compare_pair(a.label, a.embed(minimal), b.label, b.embed(minimal), minimal, tolerance)
-    worst = pair.worst(1)[0]
-    record = {"text": worst.text, **{m: getattr(worst, m) for m in METRICS}}
-    return FuzzResult(
-        a.label, b.label, state["examples"], record, state["found"], seen=state["seen"]
-    )
+        pass
+    else:
+        minimal = shrink_text(min(failing, key=simplicity), fails)
+        worst = compare([minimal]).delta(0)
+        result.minimal_failing = {"text": minimal, **{m: getattr(worst, m) for m in METRICS}}
+        result.found = failing
+    result.examples = counts["examples"]
+    result.texts = counts["texts"]
+    result.shrink_calls = counts["shrink_calls"]
+    return result
 
 
 def fuzz_run(

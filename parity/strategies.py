@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # " " first: sampled_from shrinks towards its first element.
-_WHITESPACE_ORDER: tuple[str, ...] = (
+WHITESPACE_ORDER: tuple[str, ...] = (
     " ",
     *(chr(code) for code in range(0x09, 0x0E)),  # \t \n \v \f \r
     *(chr(code) for code in range(0x1C, 0x20)),  # file/group/record/unit separators
@@ -52,7 +52,7 @@ _WHITESPACE_ORDER: tuple[str, ...] = (
     "\u2060",  # word joiner
     "\ufeff",  # byte order mark
 )
-WHITESPACE_CHARS: frozenset[str] = frozenset(_WHITESPACE_ORDER)
+WHITESPACE_CHARS: frozenset[str] = frozenset(WHITESPACE_ORDER)
 """Unicode White_Space, the U+001C-U+001F separators `str.isspace` accepts, zero-widths and BOM."""
 
 NormalizationForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
@@ -60,7 +60,7 @@ NORMALIZATION_FORMS: tuple[NormalizationForm, ...] = ("NFC", "NFD", "NFKC", "NFK
 
 _EDGES = ("start", "end", "both")
 
-_WORDS: tuple[str, ...] = tuple(
+WORDS: tuple[str, ...] = tuple(
     (
         "the a cat dog sat on mat and ran to house river city train ticket tea coffee rain sun "
         "search index query vector model token text line small large quick slow red green blue "
@@ -68,11 +68,11 @@ _WORDS: tuple[str, ...] = tuple(
     ).split()
 )
 
-_INDENTS = ("", "  ", "    ", "\t", " \t")
-_LINE_BREAKS = ("\n", "\r\n", "\r", "\n\n", "\r\n\r\n", "\n \n")
+INDENTS = ("", "  ", "    ", "\t", " \t")
+LINE_BREAKS = ("\n", "\r\n", "\r", "\n\n", "\r\n\r\n", "\n \n")
 
 # Inclusive code point ranges with every code point assigned, one per script.
-_SCRIPT_RANGES: tuple[tuple[int, int], ...] = (
+SCRIPT_RANGES: tuple[tuple[int, int], ...] = (
     (0x61, 0x7A),  # Latin a-z
     (0xC0, 0xFF),  # Latin-1 letters (and x, /)
     (0x4E00, 0x9FFF),  # CJK unified ideographs
@@ -82,12 +82,12 @@ _SCRIPT_RANGES: tuple[tuple[int, int], ...] = (
     (0x05D0, 0x05EA),  # Hebrew letters (right-to-left)
     (0x0905, 0x0939),  # Devanagari letters
 )
-_COMBINING_MARKS = (0x0300, 0x036F)
-_EMOJI = ("😀", "👍", "🎉", "❤️", "🔥", "🚀", "🇯🇵", "☕")
-_TONE_BASES = ("👋", "👍", "👩", "👨", "🧑", "🙌")
-_SKIN_TONES = ("\U0001f3fb", "\U0001f3fc", "\U0001f3fd", "\U0001f3fe", "\U0001f3ff")
-_ZWJ = "\u200d"
-_ZWJ_SEQUENCES = (
+COMBINING_MARKS = (0x0300, 0x036F)
+EMOJI = ("😀", "👍", "🎉", "❤️", "🔥", "🚀", "🇯🇵", "☕")
+TONE_BASES = ("👋", "👍", "👩", "👨", "🧑", "🙌")
+SKIN_TONES = ("\U0001f3fb", "\U0001f3fc", "\U0001f3fd", "\U0001f3fe", "\U0001f3ff")
+ZWJ = "\u200d"
+ZWJ_SEQUENCES = (
     "👨‍👩‍👧‍👦",  # family: man, woman, girl, boy
     "👩‍👩‍👦",  # family: woman, woman, boy
     "👩‍💻",  # woman technologist
@@ -96,10 +96,10 @@ _ZWJ_SEQUENCES = (
     "🏳️‍🌈",  # rainbow flag
     "❤️‍🔥",  # heart on fire
 )
-_PROFESSION_OBJECTS = ("💻", "🔬", "🚀", "🍳", "🎓", "⚕️")
+PROFESSION_OBJECTS = ("💻", "🔬", "🚀", "🍳", "🎓", "⚕️")
 
 # Each differs between at least two of NFC, NFD, NFKC and NFKD.
-_NORMALIZATION_SENSITIVE = (
+NORMALIZATION_SENSITIVE = (
     "é",  # precomposed e + acute: NFD splits it
     "e\u0301",  # decomposed e + acute: NFC joins it
     "Å",  # precomposed A with ring
@@ -121,7 +121,7 @@ def whitespace(*, min_size: int = 1, max_size: int = 8) -> st.SearchStrategy[str
     Shrinks towards `min_size` plain spaces (a single " " by default).
     """
     # lists of sampled_from, not text(): text() shrinks characters by code point, not list order.
-    chars = st.lists(st.sampled_from(_WHITESPACE_ORDER), min_size=min_size, max_size=max_size)
+    chars = st.lists(st.sampled_from(WHITESPACE_ORDER), min_size=min_size, max_size=max_size)
     return chars.map("".join)
 
 
@@ -130,7 +130,7 @@ def plain_texts() -> st.SearchStrategy[str]:
 
     Shrinks towards "The." (one word, the first of the word list, and a full stop).
     """
-    words = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=12)
+    words = st.lists(st.sampled_from(WORDS), min_size=1, max_size=12)
     endings = st.sampled_from((".", "?", "!"))
     return st.builds(_sentence, words, endings)
 
@@ -172,10 +172,10 @@ def newline_texts() -> st.SearchStrategy[str]:
     sentences or empty. There are always two lines, so always a "\\n" or "\\r". Shrinks
     towards "The.\\n" (a sentence and one newline).
     """
-    first = st.builds(str.__add__, st.sampled_from(_INDENTS), plain_texts())
+    first = st.builds(str.__add__, st.sampled_from(INDENTS), plain_texts())
     # Blank lines first: with the other order the shrinker stops at a random short sentence.
     line = st.one_of(st.just(""), first)
-    rest = st.lists(st.tuples(st.sampled_from(_LINE_BREAKS), line), min_size=1, max_size=5)
+    rest = st.lists(st.tuples(st.sampled_from(LINE_BREAKS), line), min_size=1, max_size=5)
     return st.builds(_join_lines, first, rest)
 
 
@@ -193,31 +193,31 @@ def unicode_texts(*, allow_surrogates: bool = False) -> st.SearchStrategy[str]:
     """
     scripts = [
         st.text(st.characters(min_codepoint=low, max_codepoint=high), min_size=1, max_size=6)
-        for low, high in _SCRIPT_RANGES
+        for low, high in SCRIPT_RANGES
     ]
     combining = st.builds(
         str.__add__,
         st.sampled_from(("a", "e", "o", "и", "ש")),
         st.text(
-            st.characters(min_codepoint=_COMBINING_MARKS[0], max_codepoint=_COMBINING_MARKS[1]),
+            st.characters(min_codepoint=COMBINING_MARKS[0], max_codepoint=COMBINING_MARKS[1]),
             min_size=1,
             max_size=3,
         ),
     )
-    toned = st.builds(str.__add__, st.sampled_from(_TONE_BASES), st.sampled_from(_SKIN_TONES))
+    toned = st.builds(str.__add__, st.sampled_from(TONE_BASES), st.sampled_from(SKIN_TONES))
     profession = st.builds(
-        lambda person, tone, thing: person + tone + _ZWJ + thing,
+        lambda person, tone, thing: person + tone + ZWJ + thing,
         st.sampled_from(("👩", "👨", "🧑")),
-        st.sampled_from(("", *_SKIN_TONES)),
-        st.sampled_from(_PROFESSION_OBJECTS),
+        st.sampled_from(("", *SKIN_TONES)),
+        st.sampled_from(PROFESSION_OBJECTS),
     )
     controls = st.text(st.characters(categories=["Cc"]), min_size=1, max_size=3)
     kinds = [
         *scripts,
         combining,
-        st.sampled_from(_EMOJI),
+        st.sampled_from(EMOJI),
         toned,
-        st.sampled_from(_ZWJ_SEQUENCES),
+        st.sampled_from(ZWJ_SEQUENCES),
         profession,
         controls,
     ]
@@ -237,10 +237,10 @@ def normalization_variants(
     filtered out. Shrinks towards a one-character text such as "é".
     """
     if texts is None:
-        piece = st.one_of(st.sampled_from(_NORMALIZATION_SENSITIVE), st.sampled_from(_WORDS))
+        piece = st.one_of(st.sampled_from(NORMALIZATION_SENSITIVE), st.sampled_from(WORDS))
         texts = st.builds(
             lambda first, rest: " ".join([first, *rest]),
-            st.sampled_from(_NORMALIZATION_SENSITIVE),
+            st.sampled_from(NORMALIZATION_SENSITIVE),
             st.lists(piece, max_size=5),
         )
     return texts.map(_all_forms).filter(lambda forms: len(set(forms.values())) > 1)
@@ -270,7 +270,7 @@ def near_limit_texts(
     if window < 0:
         raise InvalidArgument(f"window={window!r}: expected zero or more tokens")
     low, high = max(max_length - window, 0), max_length + window
-    pattern = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=8)
+    pattern = st.lists(st.sampled_from(WORDS), min_size=1, max_size=8)
     return st.builds(
         lambda target, words: _fit_token_count(tokenizer, words, target, low, high),
         st.integers(low, high),
@@ -316,7 +316,7 @@ def _fit_token_count(
     # The last word overshot the window: try another last word, then commas on the words
     # before it, which most tokenizers count as one token each.
     prefix = words(above - 1)
-    for last in sorted(_WORDS, key=lambda word: count(word)):
+    for last in sorted(WORDS, key=lambda word: count(word)):
         candidate = " ".join([*prefix, last])
         if low <= count(candidate) <= high:
             return candidate

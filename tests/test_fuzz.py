@@ -1,13 +1,22 @@
-"""`parity fuzz`: batch-first search finds and shrinks real divergences."""
+"""`parity fuzz`: batch-first search finds and shrinks real divergences, in few model calls."""
 
 from __future__ import annotations
 
 import json
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import Phase, find, settings
 
+from parity.adapters import Adapter
 from parity.cli import main
+from parity.compare import Tolerance
+from parity.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
+from parity.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS
 
 
 def fuzz(model: Path, tmp_path: Path, *adapters: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -65,3 +74,103 @@ def test_matched_adapters_find_nothing_in_the_ci_budget(bpe_model: Path, tmp_pat
 def test_fuzz_needs_two_adapters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--adapter", "custom", "--out", str(tmp_path)]) == 2
     assert "need at least two adapters" in capsys.readouterr().err
+
+
+# --- the search itself, on stand-in adapters ----------------------------------------------------
+
+
+class Recording(Adapter):
+    """A stand-in adapter: a text's vector is (length after `transform`, 1); records its calls."""
+
+    name = "recording"
+    summary = "test double"
+
+    def __init__(self, label: str, transform: Callable[[str], str] = lambda text: text) -> None:
+        super().__init__("no-model", label=label)
+        self.transform = transform
+        self.calls: list[int] = []
+        self.texts: list[str] = []
+
+    def _load(self) -> None:
+        pass
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        self.texts.extend(texts)
+        return np.array([[len(self.transform(text)), 1.0] for text in texts])
+
+
+def test_expand_batch_is_deterministic_distinct_and_sized() -> None:
+    batch = expand_batch(7, KINDS, 200)
+    assert batch == expand_batch(7, list(reversed(KINDS)), 200)
+    assert batch != expand_batch(8, KINDS, 200)
+    assert len(batch) == len(set(batch)) == 200
+    assert all(len(text) <= 400 for text in batch)
+
+
+@pytest.mark.parametrize(
+    ("kind", "holds"),
+    [
+        ("whitespace", lambda text: text != "" and set(text) <= WHITESPACE_CHARS),
+        ("edge", lambda text: text[0] in WHITESPACE_CHARS or text[-1] in WHITESPACE_CHARS),
+        ("newline", lambda text: "\n" in text or "\r" in text),
+        (
+            "normalization",
+            lambda text: len({unicodedata.normalize(f, text) for f in NORMALIZATION_FORMS}) > 1,
+        ),
+        ("plain", lambda text: text.rstrip(".?!").replace(" ", "").isalpha()),
+        ("raw", lambda text: len(text) <= 6),
+        ("unicode", lambda text: text != ""),
+    ],
+)
+def test_each_kind_generates_what_it_says(kind: str, holds: Callable[[str], bool]) -> None:
+    batch = expand_batch(3, [kind], 64)
+    assert batch
+    assert all(holds(text) for text in batch), [t for t in batch if not holds(t)][:3]
+    assert not any(0xD800 <= ord(char) <= 0xDFFF for text in batch for char in text)
+
+
+def test_search_strategy_draws_batches_of_the_asked_size() -> None:
+    batch = find(
+        search_strategy(batch_size=32),
+        lambda batch: True,
+        settings=settings(max_examples=5, database=None, phases=[Phase.generate]),
+    )
+    assert len(batch) == len(set(batch)) == 32
+
+
+def test_one_call_per_adapter_per_batch_and_per_shrink_round() -> None:
+    a, b = Recording("a"), Recording("b", str.strip)
+    found = fuzz_pair(a, b, tolerance=Tolerance(), max_examples=25)
+    assert not found
+    assert found.minimal_failing is not None and found.minimal_failing["text"] == " "
+    assert found.minimal_failing["euclidean"] == 1.0
+    assert a.calls == b.calls
+    # the diverging batch (hypothesis replays it without embedding), shrink rounds, the record
+    assert len(a.calls) == 1 + found.shrink_calls + 1
+    assert a.calls[0] > 100
+    assert found.shrink_calls <= 3
+    assert found.found and all(text != text.strip() for text in found.found)
+
+
+def test_matched_adapters_check_every_batch_once() -> None:
+    a, b = Recording("a"), Recording("b")
+    found = fuzz_pair(a, b, tolerance=Tolerance(), max_examples=10)
+    assert found and found.minimal_failing is None
+    assert found.examples == 10
+    assert len(a.calls) <= 10 and sum(a.calls) == found.texts > 1000
+    assert len(found.seen) == 256
+
+
+def test_seeds_repeat_and_differ() -> None:
+    def seen(seed: int | None) -> list[str]:
+        a = Recording("a")
+        fuzz_pair(a, Recording("b"), tolerance=Tolerance(), max_examples=3, seed=seed)
+        return a.texts
+
+    assert seen(None) == seen(None)  # derandomized
+    assert seen(1) == seen(1)
+    assert seen(1) != seen(2)
