@@ -201,6 +201,12 @@ def _unknown_schema(b: Path) -> None:
     (b / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _bad_tolerance(b: Path) -> None:
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["tolerance"] = {"max_abs": "tight"}
+    (b / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -214,6 +220,7 @@ def _unknown_schema(b: Path) -> None:
             "{b}/custom.npz: embedding dimension {dim} in `texts`, the manifest says",
         ),
         (_unknown_schema, "{b}/manifest.json: unknown schema version 99 (this parity reads 1)"),
+        (_bad_tolerance, "{b}/manifest.json: `tolerance` must map max_abs, cosine, euclidean"),
     ],
     ids=[
         "missing-manifest",
@@ -223,6 +230,7 @@ def _unknown_schema(b: Path) -> None:
         "text-set",
         "dimension",
         "schema",
+        "tolerance",
     ],
 )
 def test_a_damaged_baseline_is_an_error_and_left_alone(

@@ -35,6 +35,7 @@ from parity.baseline.manifest import (
     text_hashes,
     text_set_hash,
 )
+from parity.compare import METRICS
 from parity.errors import BaselineError
 
 REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")
@@ -166,6 +167,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BaselineError(f"{file}: missing key(s) {', '.join(missing)}" + RETRY)
+    tolerance = manifest.get("tolerance", {})
+    if not isinstance(tolerance, dict) or any(
+        key not in METRICS or not isinstance(value, (int, float)) or value < 0
+        for key, value in tolerance.items()
+    ):
+        raise BaselineError(
+            f"{file}: `tolerance` must map {', '.join(METRICS)} to numbers >= 0, got {tolerance!r}"
+        )
     return manifest
 
 
