@@ -24,6 +24,16 @@ def offline() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _non_negative(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {raw!r}")
+    return value
+
+
 def _add_no_retrieval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-retrieval",
@@ -108,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(gate)
     gate.add_argument(
         "--max-ndcg-drop",
-        type=float,
+        type=_non_negative,
         default=None,
         metavar="X",
         help="fail when an adapter's nDCG@10 on the retrieval set moves more than X from its "
@@ -303,7 +313,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from parity.compare import Tolerance
     from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
     from parity.report import build_summary, render_markdown, write_outputs
     from parity.runner import Progress
@@ -312,7 +321,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         args.baseline,
         spec_strings=args.adapter,
         model=args.model,
-        tolerance=Tolerance.parse(args.tol) if args.tol else None,
+        tol=args.tol,
         texts=_load_texts(args.texts) if args.texts else None,
         max_ndcg_drop=(DEFAULT_MAX_NDCG_DROP if args.max_ndcg_drop is None else args.max_ndcg_drop),
         update=args.update,
@@ -363,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = COMMANDS[args.command](args)
         except ParityError as exc:
             print(f"parity: error: {exc}", file=sys.stderr)
+            code = EXIT_ERROR
+        except OSError as exc:  # a path we were told to read or write: still one line, exit 2
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
             code = EXIT_ERROR
         except KeyboardInterrupt:
             print("parity: interrupted", file=sys.stderr)

@@ -31,13 +31,15 @@ class Tolerance:
     euclidean: float = DEFAULT_TOL
 
     @classmethod
-    def parse(cls, specs: str | Sequence[str] | None) -> Tolerance:
-        """Parse `--tol 5e-3` or `--tol euclidean=1e-2,max_abs=5e-3` (repeatable)."""
+    def parse(cls, specs: str | Sequence[str] | None, base: Tolerance | None = None) -> Tolerance:
+        """Parse `--tol 5e-3` or `--tol euclidean=1e-2,max_abs=5e-3` (repeatable); metrics not
+        named keep their value in `base` (default: 5e-3 each)."""
+        base = base or cls()
         if specs is None:
-            return cls()
+            return base
         if isinstance(specs, str):
             specs = [specs]
-        values = {m: DEFAULT_TOL for m in METRICS}
+        values = base.as_dict()
         for spec in specs:
             for part in filter(None, (p.strip() for p in spec.split(","))):
                 key, sep, raw = part.rpartition("=")

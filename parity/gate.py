@@ -19,7 +19,7 @@ from parity.baseline import Baseline, build_manifest, environment_diff, load_bas
 from parity.baseline.manifest import environment, model_files, text_hashes, text_set_hash
 from parity.baseline.store import write_baseline
 from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
-from parity.errors import BaselineError, ModelNotFound
+from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.retrieval import RetrievalSet, load_retrieval_set, ndcg_drop_exceeds, pair_impact
 from parity.runner import RunResult, embed_specs, split_rows
 
@@ -104,11 +104,15 @@ def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str
             continue
         same_name = [label for label in recorded if names[label] == spec.name]
         if len(same_name) != 1:
-            why = "none" if not same_name else "several: " + ", ".join(same_name)
+            why = (
+                f"none of adapter {spec.name!r}"
+                if not same_name
+                else f"several of adapter {spec.name!r}: " + ", ".join(same_name)
+            )
             raise BaselineError(
-                f"{baseline.path}: no baseline for adapter {spec.label!r} (adapters of that name "
-                f"recorded: {why}; recorded: {', '.join(recorded)}); give label=NAME to pick one, "
-                "or record it with `parity gate --update`"
+                f"{baseline.path}: no baseline for adapter {spec.label!r} (recorded {why}; all "
+                f"recorded: {', '.join(recorded)}); give label=NAME to pick one, or record it "
+                "with `parity baseline create --force`"
             )
         matched[spec.label] = same_name[0]
     return matched
@@ -150,14 +154,18 @@ def run_gate(
     *,
     spec_strings: Sequence[str] = (),
     model: str | Path | None = None,
-    tolerance: Tolerance | None = None,
+    tol: Sequence[str] | None = None,
     texts: Sequence[str] | None = None,
     max_ndcg_drop: float = DEFAULT_MAX_NDCG_DROP,
     update: bool = False,
     diagnose: bool = True,
     progress: Callable[[str], None] = lambda message: None,
 ) -> GateResult:
-    """Check today's vectors against a baseline; with `update`, record today's as the new one."""
+    """Check today's vectors against a baseline; with `update`, record today's as the new one.
+
+    `tol` are `--tol` strings applied over the tolerances the baseline recorded."""
+    if not max_ndcg_drop >= 0 or max_ndcg_drop == float("inf"):
+        raise ParityInputError(f"--max-ndcg-drop must be a finite number >= 0, got {max_ndcg_drop}")
     baseline = load_baseline(baseline_dir)
     progress(
         f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
@@ -172,13 +180,22 @@ def run_gate(
         )
     specs = parse_specs(list(spec_strings) or [a["spec"] for a in baseline.adapters])
     matched = match_adapters(specs, baseline)
+    if update:
+        dropped = [a["label"] for a in baseline.adapters if a["label"] not in matched.values()]
+        if dropped:
+            raise ParityInputError(
+                f"--update would drop {', '.join(dropped)} from {baseline.path}: gate every "
+                "recorded adapter, or record a new set with `parity baseline create --force`"
+            )
     model_path = resolve_baseline_model(baseline, model)
-    tolerance = tolerance or Tolerance(**baseline.manifest.get("tolerance", {}))
+    tolerance = Tolerance.parse(tol, base=Tolerance(**baseline.manifest.get("tolerance", {})))
     rset, retrieval_note = _retrieval_set(baseline)
+    # an update records today's retrieval set even when the baseline's was another version
+    recorded_rset = rset if rset is not None or not update else load_retrieval_set()
     corpus = baseline.texts
     embedded = embed_specs(
         specs,
-        [*corpus, *(rset.all_texts() if rset else [])],
+        [*corpus, *(recorded_rset.all_texts() if recorded_rset else [])],
         model_path,
         progress,
         keep_adapters=diagnose,
@@ -234,14 +251,14 @@ def run_gate(
             adapter.close()
     if update:
         manifest = build_manifest(
-            specs, corpus, model_path, embedded.configs, vectors, tolerance, rset
+            specs, corpus, model_path, embedded.configs, vectors, tolerance, recorded_rset
         )
         gate.previous = write_baseline(
             baseline.path,
             manifest,
             list(corpus),
             vectors,
-            retrieval_vectors if rset is not None else None,
+            retrieval_vectors if recorded_rset is not None else None,
             force=True,
         )
         gate.updated = baseline.path

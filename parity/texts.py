@@ -24,7 +24,8 @@ def _type_name(value: Any) -> str:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for every non-blank line; invalid JSON names the line."""
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # "\n" only: JSON strings may hold a raw U+2028 or U+0085, which splitlines() splits on
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -119,7 +120,7 @@ def load_texts(path: str | Path) -> list[str]:
 def corpus_records() -> list[dict[str, str]]:
     """The built-in corpus: English and Chinese, short and long, newlines, edge whitespace."""
     data = resources.files("parity").joinpath("data/corpus.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
+    return [json.loads(line) for line in data.split("\n") if line.strip()]
 
 
 def builtin_corpus() -> list[str]:

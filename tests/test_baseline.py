@@ -207,6 +207,23 @@ def _bad_tolerance(b: Path) -> None:
     (b / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _adapters_not_objects(b: Path) -> None:
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["adapters"] = ["custom", "x"]
+    (b / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _file_outside(b: Path) -> None:
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["adapters"][1]["file"] = "../base/custom.npz"
+    (b / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _unknown_checksum_entry(b: Path) -> None:
+    with (b / "SHA256SUMS").open("a") as sums:
+        sums.write("0" * 64 + "  ghost.npz\n")
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -221,6 +238,9 @@ def _bad_tolerance(b: Path) -> None:
         ),
         (_unknown_schema, "{b}/manifest.json: unknown schema version 99 (this parity reads 1)"),
         (_bad_tolerance, "{b}/manifest.json: `tolerance` must map max_abs, cosine, euclidean"),
+        (_adapters_not_objects, "{b}/manifest.json: adapter #1 must be an object with label"),
+        (_file_outside, "{b}/manifest.json: adapter 'custom': `file` must be a plain .npz name"),
+        (_unknown_checksum_entry, "{b}/SHA256SUMS: lists ghost.npz, which the manifest does not"),
     ],
     ids=[
         "missing-manifest",
@@ -231,6 +251,9 @@ def _bad_tolerance(b: Path) -> None:
         "dimension",
         "schema",
         "tolerance",
+        "adapters-shape",
+        "file-outside",
+        "checksum-extra",
     ],
 )
 def test_a_damaged_baseline_is_an_error_and_left_alone(
@@ -266,3 +289,79 @@ def test_gate_with_an_adapter_the_baseline_lacks_is_an_error(
     err = capsys.readouterr().err
     assert "no baseline for adapter 'langchain'" in err
     assert "recorded: sentence-transformers, custom" in err
+
+
+def test_texts_with_unicode_line_separators_round_trip(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = ["a\u2028b", "next\x85line", "para\u2029graph", "ok\r\n"]
+    source = _write_texts(tmp_path / "t.jsonl", texts)
+    assert create(bpe_model, tmp_path / "base", source, "custom", extra=("--no-retrieval",)) == 0
+    assert gate(tmp_path / "base") == 0
+    assert "PASS: 1 adapter(s) match" in capsys.readouterr().out
+
+
+def test_an_interrupted_replace_keeps_the_old_baseline(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.baseline import load_baseline, write_baseline
+
+    old = load_baseline(baseline)
+    before = _snapshot(baseline)
+    (baseline.with_name("base.prev")).mkdir()
+    (baseline.with_name("base.prev") / "manifest.json").write_text("{}")
+    real_rename = Path.rename
+
+    def interrupted(self: Path, target: Path) -> Path:
+        if self.name.startswith(".base.tmp-"):
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_baseline(baseline, old.manifest, old.texts, old.vectors, force=True)
+    monkeypatch.undo()
+    assert _snapshot(baseline) == before
+    assert (baseline.with_name("base.prev") / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in baseline.parent.iterdir()) == ["base", "base.prev"]
+
+
+def test_force_never_replaces_a_directory_that_is_not_a_baseline(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    texts = _write_texts(tmp_path / "t.jsonl", ["x"])
+    assert create(bpe_model, project, texts, "custom", extra=("--force",)) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"parity: error: {project}: exists and is not a parity baseline (no manifest.json); "
+        "choose another --out"
+    )
+    assert [p.name for p in project.iterdir()] == ["src"]
+    assert not project.with_name("project.prev").exists()
+
+
+def test_gate_update_refuses_to_drop_recorded_adapters(
+    baseline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(baseline)
+    assert gate(baseline, "--adapter", "custom", "--update") == 2
+    assert "--update would drop sentence-transformers from" in capsys.readouterr().err
+    assert _snapshot(baseline) == before
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "tight"])
+def test_max_ndcg_drop_must_be_a_finite_non_negative_number(baseline: Path, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gate(baseline, "--max-ndcg-drop", value)
+    assert exit_info.value.code == 2
+
+
+def test_a_partial_tol_keeps_the_recorded_tolerances(bpe_model: Path, tmp_path: Path) -> None:
+    texts = _write_texts(tmp_path / "t.jsonl", ["plain text"])
+    argv = ["--no-retrieval", "--tol", "2e-3"]
+    assert create(bpe_model, tmp_path / "base", texts, "custom", extra=tuple(argv)) == 0
+    out = tmp_path / "out"
+    assert gate(tmp_path / "base", "--tol", "cosine=1e-2", "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tolerance"] == {"max_abs": 2e-3, "cosine": 1e-2, "euclidean": 2e-3}

@@ -74,6 +74,7 @@ def test_the_strip_upgrade_is_caught_with_cause_strip(
     # the retrieval set has no edge whitespace: ranking is untouched
     assert pair["retrieval"]["ndcg@10"]["diff"] == pytest.approx(0.0, abs=1e-12)
     report = (tmp_path / "out" / "report.md").read_text()
+    assert "**FAIL: drifted: custom**" in report
     assert "| custom | custom:strip=true | **DRIFTED** | 5/6 |" in report
     assert "## Retrieval impact" in report
     assert _snapshot(strip_baseline) == before
@@ -90,6 +91,8 @@ def test_the_same_settings_pass_below_1e6(
     )
     assert summary["baseline"]["adapters"]["custom:strip=true"]["max_abs"] < 1e-6
     assert summary["baseline"]["environment_diff"] == []
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**PASS: no adapter drifted from the baseline (1 checked)" in report
 
 
 def test_update_records_the_new_vectors_and_keeps_the_previous(
@@ -132,6 +135,9 @@ def test_a_tighter_retrieval_tolerance_fails_on_ranking(
     assert code == 1
     assert summary["baseline"]["ndcg_failures"] == ["custom:dtype=bfloat16"]
     assert "custom:dtype=bfloat16: nDCG@10 moved beyond 0" in capsys.readouterr().out
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**FAIL: nDCG@10 moved: custom:dtype=bfloat16**" in report
+    assert "- **custom:dtype=bfloat16**: nDCG@10 moved more than 0 from the baseline" in report
 
 
 # --- the bundled model: acceptance ---

@@ -73,7 +73,11 @@ def model_record(model_path: Path) -> dict[str, Any]:
         bundled = model_path.resolve() == bundled_model_path().resolve()
     except Exception:  # the bundled package is optional; any failure means "not bundled"
         bundled = False
-    return {"path": str(model_path), "bundled": bundled, "files": model_files(model_path)}
+    return {
+        "path": str(model_path.resolve()),
+        "bundled": bundled,
+        "files": model_files(model_path),
+    }
 
 
 def environment() -> dict[str, Any]:

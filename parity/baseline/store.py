@@ -93,7 +93,7 @@ def write_baseline(
 
     `manifest["adapters"]` entries name their `file`; `vectors` is keyed by adapter label.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     ensure_writable(path, force=force)
     files: dict[str, bytes] = {
         TEXTS: "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in texts).encode("utf-8")
@@ -115,27 +115,73 @@ def write_baseline(
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
-        previous = None
-        if path.exists():
-            previous = path.with_name(path.name + ".prev")
-            shutil.rmtree(previous, ignore_errors=True)
-            path.rename(previous)
-        staging.rename(path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()  # an empty directory made for us is not a baseline worth keeping
+    return _swap_in(staging, path)
+
+
+def _swap_in(staging: Path, path: Path) -> Path | None:
+    """Rename staging to path; an existing path becomes path.prev. On any failure the old
+    baseline (and the old .prev) are put back, so DIR is never left missing."""
+    if not path.exists():
+        try:
+            staging.rename(path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return None
+    previous = path.with_name(path.name + ".prev")
+    retired = path.with_name(f".{path.name}.prev-old-{os.getpid()}")
+    moved_prev = moved_path = False
+    try:
+        if previous.exists():
+            previous.rename(retired)
+            moved_prev = True
+        path.rename(previous)
+        moved_path = True
+        staging.rename(path)
+    except BaseException:
+        if moved_path and not path.exists():
+            previous.rename(path)
+        if moved_prev and not previous.exists():
+            retired.rename(previous)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
     return previous
 
 
+def _looks_like_baseline(path: Path) -> bool:
+    """A directory parity may replace: empty, or holding a (maybe damaged) baseline."""
+    return path.is_dir() and (
+        not any(path.iterdir()) or (path / MANIFEST).exists() or (path / CHECKSUMS).exists()
+    )
+
+
 def ensure_writable(path: Path, *, force: bool) -> None:
-    """Refuse to replace an existing baseline unless asked to."""
-    if path.exists() and not force:
+    """Refuse to replace an existing baseline unless asked to, and never replace anything else."""
+    if not path.name or path.name in (".", ".."):
+        raise BaselineError(f"{path}: give the baseline directory a name (e.g. baselines/minilm)")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise BaselineError(f"{path}: exists and is not a directory; choose another --out")
+    if not _looks_like_baseline(path):
+        raise BaselineError(
+            f"{path}: exists and is not a parity baseline (no {MANIFEST}); choose another --out"
+        )
+    if not force and any(path.iterdir()):
         raise BaselineError(
             f"{path}: a baseline already exists; pass --force to replace it "
             f"(the current one is kept as {path.name}.prev)"
         )
-    if path.exists() and not path.is_dir():
-        raise BaselineError(f"{path}: exists and is not a directory")
+    previous = path.with_name(path.name + ".prev")
+    if previous.exists() and not _looks_like_baseline(previous):
+        raise BaselineError(
+            f"{previous}: exists and is not a parity baseline; move it away before replacing {path}"
+        )
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -167,6 +213,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BaselineError(f"{file}: missing key(s) {', '.join(missing)}" + RETRY)
+    _check_shape(file, manifest)
     tolerance = manifest.get("tolerance", {})
     if not isinstance(tolerance, dict) or any(
         key not in METRICS or not isinstance(value, (int, float)) or value < 0
@@ -176,6 +223,45 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{file}: `tolerance` must map {', '.join(METRICS)} to numbers >= 0, got {tolerance!r}"
         )
     return manifest
+
+
+def _check_shape(file: Path, manifest: dict[str, Any]) -> None:
+    """Every object the reader relies on is there and of the right type."""
+
+    def fail(what: str) -> BaselineError:
+        return BaselineError(f"{file}: {what}" + RETRY)
+
+    for key in ("model", "environment", "texts"):
+        if not isinstance(manifest[key], dict):
+            raise fail(f"`{key}` must be an object, got {type(manifest[key]).__name__}")
+    if manifest.get("retrieval") is not None and not isinstance(manifest["retrieval"], dict):
+        raise fail("`retrieval` must be an object or null")
+    if not isinstance(manifest["model"].get("files"), dict):
+        raise fail("`model.files` must be an object of file -> sha256")
+    texts = manifest["texts"]
+    if not isinstance(texts.get("count"), int) or not isinstance(texts.get("sha256"), str):
+        raise fail("`texts` must hold an integer `count` and a `sha256` string")
+    adapters = manifest["adapters"]
+    if not isinstance(adapters, list) or not adapters:
+        raise fail("`adapters` must be a non-empty list")
+    labels: set[str] = set()
+    files: set[str] = set()
+    for number, entry in enumerate(adapters, 1):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("label", "name", "spec", "file")
+        ):
+            raise fail(f"adapter #{number} must be an object with label, name, spec and file")
+        if not isinstance(entry.get("describe"), dict):
+            raise fail(f"adapter {entry['label']!r} has no `describe` object")
+        name = entry["file"]
+        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".npz"):
+            raise fail(
+                f"adapter {entry['label']!r}: `file` must be a plain .npz name, got {name!r}"
+            )
+        if entry["label"] in labels or name in files:
+            raise fail(f"adapter {entry['label']!r} or its file {name!r} is listed twice")
+        labels.add(entry["label"])
+        files.add(name)
 
 
 def _read_checksums(path: Path) -> dict[str, str]:
@@ -196,7 +282,13 @@ def _read_checksums(path: Path) -> dict[str, str]:
 
 
 def _verify_files(path: Path, manifest: dict[str, Any], sums: dict[str, str]) -> None:
-    names = [MANIFEST, TEXTS, *(str(a.get("file")) for a in manifest["adapters"])]
+    names = [MANIFEST, TEXTS, *(a["file"] for a in manifest["adapters"])]
+    unknown = sorted(set(sums) - set(names))
+    if unknown:
+        raise BaselineError(
+            f"{path / CHECKSUMS}: lists {', '.join(unknown)}, which the manifest does not name"
+            + RETRY
+        )
     for name in names:
         file = path / name
         if not file.is_file():
@@ -214,7 +306,9 @@ def _verify_files(path: Path, manifest: dict[str, Any], sums: dict[str, str]) ->
 def _read_texts(path: Path, manifest: dict[str, Any]) -> list[str]:
     file = path / TEXTS
     texts: list[str] = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    # split on "\n" only: a text may hold U+2028 or U+0085, which splitlines() would split on
+    lines = file.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines[:-1] if lines and lines[-1] == "" else lines, 1):
         try:
             text = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -265,8 +359,6 @@ def load_baseline(path: str | Path) -> Baseline:
     """Read and verify a baseline directory: schema, checksums, text set, shapes."""
     path = Path(path)
     manifest = _read_manifest(path)
-    if not isinstance(manifest["adapters"], list) or not manifest["adapters"]:
-        raise BaselineError(f"{path / MANIFEST}: `adapters` must be a non-empty list" + RETRY)
     _verify_files(path, manifest, _read_checksums(path))
     texts = _read_texts(path, manifest)
     dim = manifest.get("dim")

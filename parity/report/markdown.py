@@ -45,11 +45,12 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     tol = summary["tolerance"]
     failed = [p for p in summary["pairs"] if not p["passed"]]
     lines = [f"# {title}", ""]
-    verdict = (
-        "PASS: every pair is within tolerance"
-        if summary["passed"]
-        else (f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance")
-    )
+    if summary.get("baseline"):
+        verdict = gate_verdict(summary["baseline"])
+    elif summary["passed"]:
+        verdict = "PASS: every pair is within tolerance"
+    else:
+        verdict = f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
     lines += [f"**{verdict}**", ""]
     lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
     lines += ["- tolerance: " + ", ".join(f"{m} {tol[m]:g}" for m in METRICS), ""]
@@ -145,14 +146,18 @@ def baseline_lines(baseline: dict[str, Any]) -> list[str]:
             f"| {label} | {entry['baseline_adapter']} | {verdict} | "
             f"{entry['failures']}/{entry['n']} | {_num(entry['max_abs'])} |"
         )
+    gating = [
+        f"- **{label}**: nDCG@10 moved more than {baseline['max_ndcg_drop']:g} from the baseline"
+        for label in baseline.get("ndcg_failures", [])
+    ]
+    gating += [
+        f"- **{name}** fails now but passed when the baseline was made"
+        for name in baseline.get("newly_failing_pairs", [])
+    ]
+    if gating:
+        lines += ["", "Also failing the gate:", "", *gating]
     lines += ["", "Environment against the manifest:", ""]
     lines += [f"- {line}" for line in baseline["environment_diff"]] or ["- unchanged"]
-    for label in baseline.get("ndcg_failures", []):
-        lines.append(
-            f"- **{label}**: nDCG@10 moved more than {baseline['max_ndcg_drop']:g} from the baseline"
-        )
-    for name in baseline.get("newly_failing_pairs", []):
-        lines.append(f"- **{name}** fails now but passed when the baseline was made")
     if baseline.get("retrieval_note"):
         lines.append(f"- retrieval: {baseline['retrieval_note']}")
     if baseline.get("updated"):
@@ -160,6 +165,21 @@ def baseline_lines(baseline: dict[str, Any]) -> list[str]:
             f"- baseline updated in place; the previous one is in `{baseline.get('previous')}`"
         )
     return [*lines, ""]
+
+
+def gate_verdict(baseline: dict[str, Any]) -> str:
+    """The gate's headline: drift, ranking and newly failing pairs decide it, not cross pairs."""
+    if baseline["passed"]:
+        return (
+            f"PASS: no adapter drifted from the baseline ({len(baseline['adapters'])} checked); "
+            "pairs between adapters are reported below"
+        )
+    parts = [f"drifted: {', '.join(baseline['drifted'])}"] if baseline["drifted"] else []
+    if baseline.get("ndcg_failures"):
+        parts.append(f"nDCG@10 moved: {', '.join(baseline['ndcg_failures'])}")
+    if baseline.get("newly_failing_pairs"):
+        parts.append(f"newly failing: {', '.join(baseline['newly_failing_pairs'])}")
+    return "FAIL: " + "; ".join(parts)
 
 
 def retrieval_lines(pairs: list[dict[str, Any]]) -> list[str]:
