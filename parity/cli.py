@@ -42,26 +42,42 @@ def _add_no_retrieval(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_common(parser: argparse.ArgumentParser, *, texts: bool = True, out: bool = True) -> None:
-    parser.add_argument("--model", help="local model directory (default: bundled all-MiniLM-L6-v2)")
+def _add_common(
+    parser: argparse.ArgumentParser,
+    *,
+    texts: bool = True,
+    out: bool = True,
+    recorded: bool = False,
+    adapters: str = "required, twice or more",
+) -> None:
+    """The options every command shares; `recorded`: defaults come from a baseline's manifest."""
+    default = {
+        "model": "the recorded model" if recorded else "bundled all-MiniLM-L6-v2",
+        "adapter": "the recorded adapters" if recorded else adapters,
+        "texts": "the recorded texts; another set is an error" if recorded else "built-in corpus",
+        "tol": "the recorded tolerances" if recorded else "5e-3",
+    }
+    parser.add_argument("--model", help=f"local model directory (default: {default['model']})")
     parser.add_argument(
         "--adapter",
         action="append",
         default=[],
         metavar="SPEC",
-        help="NAME[:key=value,...], repeatable; see `parity list-adapters`",
+        help=f"NAME[:key=value,...], repeatable; see `parity list-adapters` "
+        f"(default: {default['adapter']})",
     )
     if texts:
         parser.add_argument(
             "--texts",
             metavar="FILE",
-            help=".jsonl, .txt, .csv or .parquet (default: built-in corpus)",
+            help=f".jsonl, .txt, .csv or .parquet (default: {default['texts']})",
         )
     parser.add_argument(
         "--tol",
         action="append",
         metavar="TOL",
-        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean)",
+        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean) "
+        f"(default: {default['tol']})",
     )
     if out:
         parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
@@ -107,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = baseline_sub.add_parser(
         "create", help="embed the texts with each adapter and write a baseline directory"
     )
-    _add_common(create, out=False)
+    _add_common(create, out=False, adapters="required, once or more")
     create.add_argument("--out", required=True, metavar="DIR", help="the baseline directory")
     create.add_argument(
         "--force", action="store_true", help="replace an existing baseline (kept as DIR.prev)"
@@ -115,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_no_retrieval(create)
     gate = sub.add_parser("gate", help="check today's vectors against a baseline")
     gate.add_argument("--baseline", required=True, metavar="DIR", help="made by `baseline create`")
-    _add_common(gate)
+    _add_common(gate, recorded=True)
     gate.add_argument(
         "--max-ndcg-drop",
         type=_non_negative,
