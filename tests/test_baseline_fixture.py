@@ -87,3 +87,12 @@ def test_a_damaged_baseline_fails_with_its_one_line(
     result = run(pytester, bpe_model)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{where}/manifest.json: malformed JSON at line 1 column 2*"])
+
+
+def test_the_example_file_records_then_passes(pytester: pytest.Pytester, bpe_model: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "test_embedding_baseline.py"
+    pytester.copy_example(str(example))
+    first = run(pytester, bpe_model)
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["*did not exist: recorded 5 texts with custom*"])
+    run(pytester, bpe_model).assert_outcomes(passed=1)
