@@ -29,11 +29,13 @@ def bench_texts(n: int) -> list[str]:
 
 def native_encode_seconds(model: str, texts: list[str]) -> dict[str, float]:
     """Each framework called directly, as its users call it, timed around encode only."""
-    from BCEmbedding import EmbeddingModel
     from langchain_huggingface import HuggingFaceEmbeddings
     from sentence_transformers import SentenceTransformer
 
+    from parity.adapters.bcembedding import quiet_embedding_model
     from parity.adapters.custom import CustomAdapter
+
+    EmbeddingModel = quiet_embedding_model()
 
     timings = {}
     st = SentenceTransformer(model, device="cpu")

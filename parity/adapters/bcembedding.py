@@ -33,15 +33,7 @@ class BCEmbeddingAdapter(Adapter):
     }
 
     def _load(self) -> None:
-        root = logging.getLogger()
-        level, handlers = root.level, list(root.handlers)
-        from BCEmbedding import EmbeddingModel
-
-        # Importing BCEmbedding calls logging.basicConfig(level=INFO) on the root logger,
-        # which would flood the user's process with every library's INFO lines: undo it.
-        root.setLevel(level)
-        root.handlers[:] = handlers
-        logging.getLogger("BCEmbedding").setLevel(logging.WARNING)
+        EmbeddingModel = quiet_embedding_model()
         self.bce = EmbeddingModel(
             model_name_or_path=self.model,
             pooler=self.config["pooling"],
@@ -86,3 +78,18 @@ class BCEmbeddingAdapter(Adapter):
             "instruction": self.config["instruction"],
             "batch_size": self.config["batch_size"],
         }
+
+
+def quiet_embedding_model() -> Any:
+    """BCEmbedding's EmbeddingModel class, imported without its side effect on logging.
+
+    Importing BCEmbedding calls logging.basicConfig(level=INFO) on the root logger, which would
+    flood the user's process with every library's INFO lines: undo it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    from BCEmbedding import EmbeddingModel
+
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    logging.getLogger("BCEmbedding").setLevel(logging.WARNING)
+    return EmbeddingModel
