@@ -35,6 +35,9 @@ from parity.strategies import (
 BATCH_SIZE = 256
 """Texts per hypothesis example: large enough that one model call per adapter amortizes."""
 
+LIMIT_MARGIN = 8
+"""Words past a token limit in the texts of limit_probe_texts()."""
+
 KINDS = ("raw", "whitespace", "edge", "newline", "unicode", "normalization", "plain")
 """What the fast generator can make; each batch mixes a drawn subset of them (swarm testing)."""
 
@@ -263,7 +266,7 @@ def fuzz_pair(
     try:
         find(strategy, diverges, settings=config, random=rng)
     except NoSuchExample:
-        pass
+        _probe_limits(a, b, compare, result, progress)
     else:
         minimal = shrink_text(min(failing, key=simplicity), fails)
         worst = compare([minimal]).delta(0)
@@ -273,6 +276,40 @@ def fuzz_pair(
     result.texts = counts["texts"]
     result.shrink_calls = counts["shrink_calls"]
     return result
+
+
+def limit_probe_texts(limits: Collection[int]) -> list[str]:
+    """Plain texts just past each token limit, shortest first: LIMIT_MARGIN more words than the
+    limit (every word is at least one token), so a side that keeps more tokens than the other
+    shows. The random batches stay short and cheap, so they never get there."""
+    return [
+        " ".join(WORDS[i % len(WORDS)] for i in range(limit + LIMIT_MARGIN))
+        for limit in sorted(set(limits))
+    ]
+
+
+def _probe_limits(
+    a: Adapter,
+    b: Adapter,
+    compare: Callable[[list[str]], PairResult],
+    result: FuzzResult,
+    progress: Callable[[str], None],
+) -> None:
+    """After a clean search: do texts past either side's max_length diverge (truncation)?"""
+    limits = sorted(
+        {n for n in (side.describe().get("max_length") for side in (a, b)) if isinstance(n, int)}
+    )
+    texts = limit_probe_texts([n for n in limits if n > 0])
+    if not texts:
+        return
+    progress(f"{a.label} vs {b.label}: texts past {' and '.join(map(str, limits))} tokens")
+    pair = compare(texts)
+    if pair:
+        return
+    first = pair.failing_indices()[0]  # the shortest; long by nature, so not shrunk further
+    worst = pair.delta(first)
+    result.minimal_failing = {"text": texts[first], **{m: getattr(worst, m) for m in METRICS}}
+    result.found = [texts[i] for i in pair.failing_indices()]
 
 
 def fuzz_run(

@@ -174,3 +174,44 @@ def test_seeds_repeat_and_differ() -> None:
     assert seen(None) == seen(None)  # derandomized
     assert seen(1) == seen(1)
     assert seen(1) != seen(2)
+
+
+class Truncating(Recording):
+    """A stand-in that keeps the first `limit` words, and says so in describe()."""
+
+    def __init__(self, label: str, limit: int) -> None:
+        super().__init__(label, lambda text: " ".join(text.split(" ")[:limit]))
+        self.limit = limit
+
+    def _describe(self) -> dict[str, Any]:
+        return {"max_length": self.limit}
+
+
+def test_texts_past_a_token_limit_are_probed_after_a_clean_search() -> None:
+    a, b = Truncating("a", 200), Truncating("b", 400)
+    found = fuzz_pair(a, b, tolerance=Tolerance(), max_examples=3)
+    assert found.minimal_failing is not None
+    assert len(found.minimal_failing["text"].split(" ")) == 200 + 8
+    text = found.minimal_failing["text"]
+    kept = " ".join(text.split(" ")[:200])
+    # the double's vector is (characters kept, 1): b keeps all 208 words, a only 200
+    assert found.minimal_failing["max_abs"] == len(text) - len(kept) > 0
+    assert a.texts[-2:] == found.found  # both probe texts (208 and 408 words) diverge
+    assert found.shrink_calls == 0
+
+
+def test_equal_limits_probe_clean() -> None:
+    found = fuzz_pair(
+        Truncating("a", 50), Truncating("b", 50), tolerance=Tolerance(), max_examples=2
+    )
+    assert found and found.minimal_failing is None
+
+
+@pytest.mark.slow
+def test_bcembedding_truncation_is_found_on_minilm(minilm: Path, tmp_path: Path) -> None:
+    code, summary = fuzz(minilm, tmp_path, "sentence-transformers", "bcembedding:pooling=mean")
+    assert code == 1
+    pair = summary["pairs"][0]
+    assert len(pair["minimal_failing"]["text"].split()) == 256 + 8
+    assert pair["minimal_failing"]["euclidean"] > 5e-3
+    assert pair["causes"][0]["cause"] == "truncation"
