@@ -24,6 +24,16 @@ def offline() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {raw!r}")
+    return value
+
+
 def _non_negative(raw: str) -> float:
     try:
         value = float(raw)
@@ -99,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(fuzz, texts=False)
     fuzz.add_argument(
         "--max-examples",
-        type=int,
+        type=_positive_int,
         default=None,
         help="batches per pair (default: from the hypothesis profile)",
     )
@@ -288,7 +298,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from parity.runner import Progress
 
     specs = parse_specs(args.adapter)
-    max_examples = args.max_examples or load_profile(args.profile).max_examples
+    max_examples = (
+        load_profile(args.profile).max_examples if args.max_examples is None else args.max_examples
+    )
     progress = Progress(None if args.quiet else sys.stderr)
     result, minimal = fuzz_run(
         specs,

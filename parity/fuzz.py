@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from parity.adapters import Adapter
 from parity.compare import METRICS, PairResult, Tolerance, compare_pair
+from parity.shrink import shrink_text, simplicity
 from parity.strategies import (
     COMBINING_MARKS,
     EMOJI,
@@ -218,25 +219,24 @@ def fuzz_pair(
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from parity.shrink import shrink_text, simplicity
-
     strategy = strategy if strategy is not None else search_strategy(batch_size)
     checked: set[str] = set()
     seen: list[str] = []
     failing: list[str] = []
     failing_set: set[str] = set()
     counts = {"examples": 0, "texts": 0, "shrink_calls": 0}
+    in_batch: dict[str, dict[str, Any]] = {}
 
     def compare(texts: list[str]) -> PairResult:
         counts["texts"] += len(texts)
         return compare_pair(a.label, a.embed(texts), b.label, b.embed(texts), texts, tolerance)
 
     def diverges(batch: Sequence[str]) -> bool:
+        if not failing_set.isdisjoint(batch):
+            return True  # hypothesis replaying the batch that failed: not a new example
         counts["examples"] += 1
         if counts["examples"] % 10 == 0:
             progress(f"{a.label} vs {b.label}: {counts['examples']} batches, {len(checked)} texts")
-        if not failing_set.isdisjoint(batch):
-            return True  # hypothesis replaying the batch that failed
         new = [text for text in dict.fromkeys(batch) if text not in checked]
         if not new:
             return False
@@ -245,7 +245,9 @@ def fuzz_pair(
         pair = compare(new)
         if pair:
             return False
-        failing.extend(new[index] for index in pair.failing_indices())
+        for index in pair.failing_indices():
+            failing.append(new[index])
+            in_batch[new[index]] = _record(new[index], pair, index)
         failing_set.update(failing)
         return True
 
@@ -269,13 +271,35 @@ def fuzz_pair(
         _probe_limits(a, b, compare, result, progress)
     else:
         minimal = shrink_text(min(failing, key=simplicity), fails)
-        worst = compare([minimal]).delta(0)
-        result.minimal_failing = {"text": minimal, **{m: getattr(worst, m) for m in METRICS}}
+        result.minimal_failing = _fails_alone(minimal, failing, compare, in_batch)
         result.found = failing
     result.examples = counts["examples"]
     result.texts = counts["texts"]
     result.shrink_calls = counts["shrink_calls"]
     return result
+
+
+def _record(text: str, pair: PairResult, index: int) -> dict[str, Any]:
+    delta = pair.delta(index)
+    return {"text": text, **{m: getattr(delta, m) for m in METRICS}, "batch_dependent": False}
+
+
+def _fails_alone(
+    minimal: str,
+    failing: list[str],
+    compare: Callable[[list[str]], PairResult],
+    in_batch: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The record of a text that diverges embedded on its own, as a user will replay it.
+
+    The shrunk text is checked alone; if batching made it fail (padding, batch-size effects),
+    the simplest found text that fails alone is taken instead; if none does, the simplest one
+    is returned with its in-batch metrics and `batch_dependent` set."""
+    for text in [minimal, *sorted(failing, key=simplicity)[:16]]:
+        alone = compare([text])
+        if not alone:
+            return _record(text, alone, 0)
+    return {**in_batch[min(failing, key=simplicity)], "batch_dependent": True}
 
 
 def limit_probe_texts(limits: Collection[int]) -> list[str]:
@@ -307,8 +331,7 @@ def _probe_limits(
     if pair:
         return
     first = pair.failing_indices()[0]  # the shortest; long by nature, so not shrunk further
-    worst = pair.delta(first)
-    result.minimal_failing = {"text": texts[first], **{m: getattr(worst, m) for m in METRICS}}
+    result.minimal_failing = _record(texts[first], pair, first)
     result.found = [texts[i] for i in pair.failing_indices()]
 
 
@@ -348,7 +371,8 @@ def fuzz_run(
         minimal[f"{x.label}\t{y.label}"] = found.minimal_failing
         if found.minimal_failing is not None:
             texts.append(found.minimal_failing["text"])
-            if regressions is not None:
+            # a text that only diverges inside a batch would pass when replayed on its own
+            if regressions is not None and not found.minimal_failing["batch_dependent"]:
                 metrics = {m: found.minimal_failing[m] for m in METRICS}
                 append_regression(
                     found.minimal_failing["text"], [x.label, y.label], metrics, regressions

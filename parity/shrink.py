@@ -40,25 +40,36 @@ def _simpler_chars(char: str) -> Iterable[str]:
             yield other
 
 
+FINE_LENGTH = 64
+"""Texts up to this long get every reduction; longer ones get coarse steps (see reductions())."""
+
+
 def reductions(text: str) -> list[str]:
     """Every text one step simpler than `text`, simplest first, without duplicates.
 
     Steps: keep only one or two adjacent characters, a prefix or a suffix; delete a chunk of
     1, 2, 4, ... characters anywhere; strip either edge; replace one character, or every
     occurrence of it, by a simpler one ("a", "0", " ", "\\n", its lowercase or the first
-    character of its compatibility decomposition).
+    character of its compatibility decomposition). Past FINE_LENGTH characters the positions
+    are sampled (about FINE_LENGTH of them) and chunks step by their size, so a long text
+    yields a few thousand candidates rather than a number quadratic in its length.
     """
+    n = len(text)
+    stride = max(1, n // FINE_LENGTH)
     candidates = {"", text.strip(), text.lstrip(), text.rstrip()}
-    for start in range(len(text)):
+    for start in range(0, n, stride):
         candidates.update((text[start : start + 2], text[start], text[:start], text[start:]))
-    size = 1
-    while size < len(text):
-        for start in range(len(text) - size + 1):
+        candidates.add(text[:start] + text[start + 1 :])
+    size = 1 if n <= FINE_LENGTH else max(1, n // FINE_LENGTH)
+    while size < n:
+        step = 1 if n <= FINE_LENGTH else size
+        for start in range(0, n - size + 1, step):
             candidates.add(text[:start] + text[start + size :])
         size *= 2
     for index, char in enumerate(text):
         for other in _simpler_chars(char):
-            candidates.add(text[:index] + other + text[index + 1 :])
+            if n <= FINE_LENGTH or index % stride == 0:
+                candidates.add(text[:index] + other + text[index + 1 :])
             candidates.add(text.replace(char, other))
     key = simplicity(text)
     return sorted((c for c in candidates if simplicity(c) < key), key=simplicity)

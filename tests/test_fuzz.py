@@ -215,3 +215,47 @@ def test_bcembedding_truncation_is_found_on_minilm(minilm: Path, tmp_path: Path)
     assert len(pair["minimal_failing"]["text"].split()) == 256 + 8
     assert pair["minimal_failing"]["euclidean"] > 5e-3
     assert pair["causes"][0]["cause"] == "truncation"
+
+
+class BatchDependent(Recording):
+    """A stand-in whose vectors depend on the batch they are embedded in (padding-like)."""
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        widest = max(len(text) for text in texts)
+        return np.array([[float(len(texts) > 1 and widest > 3), 1.0] for _ in texts])
+
+
+def test_a_text_that_only_fails_inside_a_batch_is_flagged_not_passed_off() -> None:
+    found = fuzz_pair(
+        Recording("a", lambda t: ""), BatchDependent("b"), tolerance=Tolerance(), max_examples=3
+    )
+    record = found.minimal_failing
+    assert record is not None
+    assert record["batch_dependent"] is True
+    assert record["max_abs"] > 5e-3  # the in-batch metrics that made it fail, never zeros
+
+
+def test_the_diverging_batch_counts_once() -> None:
+    found = fuzz_pair(
+        Recording("a"), Recording("b", str.strip), tolerance=Tolerance(), max_examples=25
+    )
+    assert found.examples == 1
+    assert found.minimal_failing is not None and found.minimal_failing["batch_dependent"] is False
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "many"])
+def test_max_examples_must_be_a_positive_integer(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fuzz",
+                "--adapter",
+                "custom",
+                "--adapter",
+                "custom:strip=true",
+                "--max-examples",
+                value,
+            ]
+        )
+    assert exit_info.value.code == 2

@@ -129,3 +129,21 @@ def test_long_texts_shrink_by_small_steps_when_big_ones_pass() -> None:
     assert shrink_text("xyz" * 40, fails, max_candidates=64) == "a" * 100
     assert all(len(call) <= 64 for call in fails.calls)
     assert len(fails.calls) <= 40
+
+
+def test_long_texts_shrink_in_bounded_steps() -> None:
+    import random
+
+    rng = random.Random(0)
+    text = "".join(rng.choice("abcdefgh XYZ\n\t") for _ in range(2000))
+    assert len(reductions(text)) < 2000  # sampled positions, not every one
+    sent: list[int] = []
+
+    def at_least_1990(candidates: list[str]) -> list[bool]:
+        sent.append(len(candidates))
+        return [len(c) >= 1990 for c in candidates]
+
+    result = shrink_text(text, at_least_1990)
+    assert len(result) == 1990
+    assert set(result) == {"a"}
+    assert sum(sent) < 20_000
