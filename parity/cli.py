@@ -113,7 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batches per pair (default: from the hypothesis profile)",
     )
-    fuzz.add_argument("--seed", type=int, default=None, help="random seed (default: derandomized)")
+    fuzz.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default: fixed in the ci profile, new each run in dev and deep; "
+        "summary.json records it)",
+    )
     fuzz.add_argument(
         "--profile",
         choices=("ci", "dev", "deep"),
@@ -298,16 +304,22 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from parity.runner import Progress
 
     specs = parse_specs(args.adapter)
-    max_examples = (
-        load_profile(args.profile).max_examples if args.max_examples is None else args.max_examples
-    )
+    profile = load_profile(args.profile)
+    max_examples = profile.max_examples if args.max_examples is None else args.max_examples
     progress = Progress(None if args.quiet else sys.stderr)
+    seed = args.seed
+    if seed is None and not profile.derandomize:
+        # dev and deep search new texts each run; the seed in summary.json replays one
+        import secrets
+
+        seed = secrets.randbelow(2**32)
+        progress(f"random seed {seed} (pass --seed {seed} to repeat this search)")
     result, minimal = fuzz_run(
         specs,
         model=args.model,
         tolerance=Tolerance.parse(args.tol),
         max_examples=max_examples,
-        seed=args.seed,
+        seed=seed,
         regressions=Path(args.regressions) if args.regressions else None,
         progress=progress,
     )
@@ -316,6 +328,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         found = minimal.get(f"{pair.a}\t{pair.b}")
         pair.extra["minimal_failing"] = found
     extra["max_examples"] = max_examples
+    extra["seed"] = seed
     code, _ = finish_run(result, args.out, "parity fuzz", extra)
     return EXIT_DIFFERENT if any(minimal.values()) else code
 

@@ -259,3 +259,18 @@ def test_max_examples_must_be_a_positive_integer(tmp_path: Path, value: str) -> 
             ]
         )
     assert exit_info.value.code == 2
+
+
+def test_dev_profile_searches_with_a_recorded_random_seed(bpe_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["fuzz", "--model", str(bpe_model), "--profile", "dev", "--max-examples", "1"]
+    argv += ["--adapter", "sentence-transformers", "--adapter", "custom", "--quiet"]
+    argv += ["--out", str(out), "--regressions", ""]
+    assert main(argv) == 0
+    first = json.loads((out / "summary.json").read_text())["seed"]
+    assert main(argv) == 0
+    second = json.loads((out / "summary.json").read_text())["seed"]
+    assert isinstance(first, int) and first != second
+    argv[argv.index("dev")] = "ci"
+    assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["seed"] is None  # derandomized
