@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import AdapterSpec, parse_specs
-from parity.baseline import Baseline, build_manifest, environment_diff, load_baseline
-from parity.baseline.manifest import environment, model_files, text_hashes, text_set_hash
+from parity.baseline import Baseline, build_manifest, load_baseline
+from parity.baseline.manifest import texts_sha256
 from parity.baseline.store import write_baseline
 from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
@@ -141,7 +141,7 @@ def _retrieval_set(baseline: Baseline) -> tuple[RetrievalSet | None, str | None]
     if not recorded or not baseline.retrieval_vectors:
         return None, "the baseline has no retrieval vectors; recreate it to gate on retrieval"
     rset = load_retrieval_set()
-    if text_set_hash(text_hashes(rset.all_texts())) != recorded.get("sha256"):
+    if texts_sha256(rset.all_texts()) != recorded.get("sha256"):
         return None, (
             f"the baseline recorded retrieval set {recorded.get('name')} v{recorded.get('version')}, "
             f"this parity ships v{rset.version}; retrieval not compared"
@@ -170,10 +170,7 @@ def run_gate(
     progress(
         f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
     )
-    if (
-        texts is not None
-        and text_set_hash(text_hashes(texts)) != baseline.manifest["texts"]["sha256"]
-    ):
+    if texts is not None and not baseline.same_texts(texts):
         raise BaselineError(
             f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
             f"texts) than the {len(texts)} given; gate on the baseline's own texts (omit --texts)"
@@ -208,13 +205,7 @@ def run_gate(
                     f"{baseline.path}: embedding dimension {array.shape[1]} from {label}, the "
                     f"baseline has {baseline.dim}; is --model the model the baseline was made with?"
                 )
-        current_files = model_files(model_path)
-        env = environment_diff(
-            baseline.manifest["environment"],
-            environment(),
-            baseline.manifest["model"]["files"],
-            current_files,
-        )
+        env = baseline.environment_diff(model_path)
         pairs = _drift_pairs(baseline, matched, vectors, corpus, tolerance)
         cross = compare_all(vectors, corpus, tolerance, embedded.configs).pairs
         for pair in cross:
@@ -282,13 +273,12 @@ def _drift_pairs(
             texts,
             tolerance,
         )
-        recorded = next(e for e in baseline.adapters if e["label"] == base_label)
         pair.extra.update(
             {
                 "kind": "baseline",
                 "adapter": label,
                 "baseline_adapter": base_label,
-                "baseline_config": recorded["describe"],
+                "baseline_config": baseline.entry(base_label)["describe"],
             }
         )
         pairs.append(pair)

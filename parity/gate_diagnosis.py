@@ -69,7 +69,7 @@ def explain_drift(
     """Fill pair.causes and pair.diagnosis for one drifted adapter."""
     label, base_label = pair.b, gate.matched[pair.b]
     run = gate.result
-    entry = next(e for e in gate.baseline.adapters if e["label"] == base_label)
+    entry = gate.baseline.entry(base_label)
     base_spec = AdapterSpec.parse(entry["spec"])
     base_spec = AdapterSpec(base_spec.name, base_spec.options, pair.a)
     current_spec = run.specs[label]

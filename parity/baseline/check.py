@@ -13,13 +13,6 @@ import numpy as np
 
 from parity.adapters import AdapterSpec
 from parity.baseline.create import build_manifest
-from parity.baseline.manifest import (
-    environment,
-    environment_diff,
-    model_files,
-    text_hashes,
-    text_set_hash,
-)
 from parity.baseline.store import load_baseline, write_baseline
 from parity.compare import METRICS, Tolerance, compare_pair
 from parity.errors import BaselineError
@@ -50,7 +43,7 @@ def check(
 
     On drift, today's vectors are left beside the baseline as `<name>.obtained/` for diffing."""
     baseline = load_baseline(path)
-    if text_set_hash(text_hashes(texts)) != baseline.manifest["texts"]["sha256"]:
+    if not baseline.same_texts(texts):
         raise BaselineError(
             f"{path}: recorded for other texts ({baseline.manifest['texts']['count']} texts) than "
             f"the {len(texts)} given; rerun with --parity-regen to record these"
@@ -80,13 +73,7 @@ def check(
             )
     if not lines:
         return None
-    first = next(iter(adapters.values()))
-    env = environment_diff(
-        baseline.manifest["environment"],
-        environment(),
-        baseline.manifest["model"]["files"],
-        model_files(Path(first.model)),
-    )
+    env = baseline.environment_diff(Path(next(iter(adapters.values())).model))
     lines += [f"environment: {line}" for line in env["lines"]] or ["environment: unchanged"]
     obtained = path.with_name(path.name + ".obtained")
     shutil.rmtree(obtained, ignore_errors=True)

@@ -18,6 +18,7 @@ from parity.baseline.manifest import (
     now_utc,
     text_hashes,
     text_set_hash,
+    texts_sha256,
 )
 from parity.baseline.store import ensure_writable, vector_file_name, write_baseline
 from parity.compare import Tolerance, compare_all
@@ -54,7 +55,7 @@ def build_manifest(
             "name": retrieval.name,
             "version": retrieval.version,
             "texts": len(all_texts),
-            "sha256": text_set_hash(text_hashes(all_texts)),
+            "sha256": texts_sha256(all_texts),
         }
     return {
         "schema": SCHEMA_VERSION,

@@ -21,18 +21,6 @@ MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 TEXTS = "texts.jsonl"
 
-# what the manifest records, beyond the adapters' own distributions
-ENVIRONMENT_PACKAGES = (
-    "torch",
-    "transformers",
-    "tokenizers",
-    "sentence-transformers",
-    "langchain-core",
-    "langchain-huggingface",
-    "BCEmbedding",
-    "numpy",
-)
-
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -53,6 +41,11 @@ def text_hashes(texts: Iterable[str]) -> list[str]:
 def text_set_hash(hashes: Sequence[str]) -> str:
     """One digest for an ordered text set: a reordered or edited set gets another."""
     return sha256_bytes("\n".join(hashes).encode("ascii"))
+
+
+def texts_sha256(texts: Iterable[str]) -> str:
+    """text_set_hash of the texts themselves."""
+    return text_set_hash(text_hashes(texts))
 
 
 def model_files(model_path: Path) -> dict[str, str]:
@@ -82,7 +75,7 @@ def model_record(model_path: Path) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Library versions (None when absent), python, and the platform."""
-    env: dict[str, Any] = dict(library_versions(ENVIRONMENT_PACKAGES))
+    env: dict[str, Any] = dict(library_versions())
     env["platform"] = platform.platform()
     env["machine"] = platform.machine()
     return env

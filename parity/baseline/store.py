@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,16 @@ from parity.baseline.manifest import (
     MANIFEST,
     SCHEMA_VERSION,
     TEXTS,
+    environment,
+    environment_diff,
+    model_files,
     sha256_bytes,
     sha256_file,
-    text_hashes,
-    text_set_hash,
+    texts_sha256,
 )
 from parity.compare import METRICS
-from parity.errors import BaselineError
+from parity.errors import BaselineError, ParityInputError
+from parity.texts import iter_jsonl
 
 REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")
 RETRY = "; recreate it with `parity baseline create --force`"
@@ -59,6 +63,22 @@ class Baseline:
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
+
+    def entry(self, label: str) -> dict[str, Any]:
+        """The manifest's record of one adapter."""
+        return next(e for e in self.manifest["adapters"] if e["label"] == label)
+
+    def same_texts(self, texts: Sequence[str]) -> bool:
+        return texts_sha256(texts) == self.manifest["texts"]["sha256"]
+
+    def environment_diff(self, model_path: Path) -> dict[str, Any]:
+        """Library versions and model files today against the manifest (see environment_diff)."""
+        return environment_diff(
+            self.manifest["environment"],
+            environment(),
+            self.manifest["model"]["files"],
+            model_files(model_path),
+        )
 
 
 def vector_file_name(label: str, taken: set[str]) -> str:
@@ -306,25 +326,22 @@ def _verify_files(path: Path, manifest: dict[str, Any], sums: dict[str, str]) ->
 def _read_texts(path: Path, manifest: dict[str, Any]) -> list[str]:
     file = path / TEXTS
     texts: list[str] = []
-    # split on "\n" only: a text may hold U+2028 or U+0085, which splitlines() would split on
-    lines = file.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines[:-1] if lines and lines[-1] == "" else lines, 1):
-        try:
-            text = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BaselineError(f"{file} line {number}: malformed JSON: {exc.msg}") from None
+    try:
+        lines = list(iter_jsonl(file))
+    except ParityInputError as exc:
+        raise BaselineError(str(exc)) from None
+    for number, text in lines:
         if not isinstance(text, str):
             raise BaselineError(
                 f"{file} line {number}: expected a string, got {type(text).__name__}"
             )
         texts.append(text)
     recorded = manifest["texts"]
-    if len(texts) != recorded.get("count") or text_set_hash(text_hashes(texts)) != recorded.get(
-        "sha256"
-    ):
+    digest = texts_sha256(texts)
+    if len(texts) != recorded.get("count") or digest != recorded.get("sha256"):
         raise BaselineError(
             f"{file}: a different text set ({len(texts)} texts, sha256 "
-            f"{text_set_hash(text_hashes(texts))[:12]}) than the manifest records "
+            f"{digest[:12]}) than the manifest records "
             f"({recorded.get('count')} texts, sha256 {str(recorded.get('sha256'))[:12]})" + RETRY
         )
     return texts
