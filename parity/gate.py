@@ -21,7 +21,7 @@ from parity.baseline.store import write_baseline
 from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.retrieval import RetrievalSet, load_retrieval_set, ndcg_drop_exceeds, pair_impact
-from parity.runner import RunResult, embed_specs, split_rows
+from parity.runner import RunResult, embed_specs
 
 DEFAULT_MAX_NDCG_DROP = 0.005
 BASELINE_PREFIX = "baseline:"
@@ -191,14 +191,10 @@ def run_gate(
     recorded_rset = rset if rset is not None or not update else load_retrieval_set()
     corpus = baseline.texts
     embedded = embed_specs(
-        specs,
-        [*corpus, *(recorded_rset.all_texts() if recorded_rset else [])],
-        model_path,
-        progress,
-        keep_adapters=diagnose,
+        specs, corpus, model_path, progress, keep_adapters=diagnose, retrieval=recorded_rset
     )
+    vectors, retrieval_vectors = embedded.embeddings, embedded.retrieval
     try:
-        vectors, retrieval_vectors = split_rows(embedded.embeddings, len(corpus))
         for label, array in vectors.items():
             if array.shape[1] != baseline.dim:
                 raise BaselineError(
@@ -249,7 +245,7 @@ def run_gate(
             manifest,
             list(corpus),
             vectors,
-            retrieval_vectors if recorded_rset is not None else None,
+            retrieval_vectors,
             force=True,
         )
         gate.updated = baseline.path

@@ -75,12 +75,14 @@ def require_two(specs: Sequence[AdapterSpec]) -> None:
 
 @dataclass
 class Embedded:
-    """Vectors, effective configs and timings of several adapters over one text list."""
+    """Vectors, effective configs and timings of several adapters over one text list (and the
+    retrieval set's vectors, empty when none was embedded)."""
 
     embeddings: dict[str, np.ndarray]
     configs: dict[str, dict[str, Any]]
     timings: dict[str, dict[str, float]]
     adapters: dict[str, Adapter]
+    retrieval: dict[str, np.ndarray]
 
 
 def embed_specs(
@@ -90,16 +92,22 @@ def embed_specs(
     progress: Callable[[str], None],
     *,
     keep_adapters: bool = False,
+    retrieval: RetrievalSet | None = None,
 ) -> Embedded:
-    """Load each adapter in turn, embed all texts with it, and free it (unless kept)."""
-    embedded = Embedded({}, {}, {}, {})
+    """Load each adapter in turn, embed all texts (then the retrieval set's, in the same
+    calls) with it, and free it (unless kept)."""
+    embedded = Embedded({}, {}, {}, {}, {})
+    every_text = [*texts, *(retrieval.all_texts() if retrieval is not None else [])]
     for spec in specs:
         adapter = spec.build(model_path)
         progress(f"{spec.label}: loading {model_path.name}")
         adapter.load()
         try:
-            progress(f"{spec.label}: embedding {len(texts)} texts")
-            embedded.embeddings[spec.label] = embed_all(adapter, texts, progress)
+            progress(f"{spec.label}: embedding {len(every_text)} texts")
+            vectors = embed_all(adapter, every_text, progress)
+            embedded.embeddings[spec.label] = vectors[: len(texts)]
+            if retrieval is not None:
+                embedded.retrieval[spec.label] = vectors[len(texts) :]
             embedded.configs[spec.label] = adapter.describe()
         finally:
             if not keep_adapters:
@@ -111,13 +119,6 @@ def embed_specs(
             "embed_s": adapter.embed_seconds,
         }
     return embedded
-
-
-def split_rows(
-    vectors: dict[str, np.ndarray], n: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Split each label's matrix into its first n rows and the rest."""
-    return {k: v[:n] for k, v in vectors.items()}, {k: v[n:] for k, v in vectors.items()}
 
 
 def run(
@@ -138,17 +139,16 @@ def run(
     progress = progress or Progress(None)
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
-    extra_texts = retrieval.all_texts() if retrieval is not None else []
     embedded = embed_specs(
-        specs, [*texts, *extra_texts], model_path, progress, keep_adapters=keep_adapters
+        specs, texts, model_path, progress, keep_adapters=keep_adapters, retrieval=retrieval
     )
-    embeddings, retrieval_embeddings = split_rows(embedded.embeddings, len(texts))
+    embeddings = embedded.embeddings
     progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")
     comparison = compare_all(embeddings, texts, tolerance, embedded.configs)
     if retrieval is not None:
         for pair in comparison.pairs:
             pair.extra["retrieval"] = pair_impact(
-                retrieval, retrieval_embeddings[pair.a], retrieval_embeddings[pair.b]
+                retrieval, embedded.retrieval[pair.a], embedded.retrieval[pair.b]
             )
     return RunResult(
         model=str(model_path),

@@ -106,7 +106,7 @@ def create_baseline(
     Returns the baseline path and where a replaced baseline was kept (None if there was none).
     """
     from parity.modelinfo import resolve_model
-    from parity.runner import embed_specs, split_rows
+    from parity.runner import embed_specs
 
     out = Path(out)
     ensure_writable(out, force=force)  # fail before minutes of embedding, not after
@@ -117,19 +117,17 @@ def create_baseline(
         raise ParityInputError("no texts to record")
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
-    extra = retrieval.all_texts() if retrieval is not None else []
-    embedded = embed_specs(specs, [*texts, *extra], model_path, progress)
-    vectors, retrieval_vectors = split_rows(embedded.embeddings, len(texts))
+    embedded = embed_specs(specs, texts, model_path, progress, retrieval=retrieval)
     manifest = build_manifest(
-        specs, texts, model_path, embedded.configs, vectors, tolerance, retrieval
+        specs, texts, model_path, embedded.configs, embedded.embeddings, tolerance, retrieval
     )
     progress(f"writing baseline {out}")
     previous = write_baseline(
         out,
         manifest,
         list(texts),
-        vectors,
-        retrieval_vectors if retrieval is not None else None,
+        embedded.embeddings,
+        embedded.retrieval,
         force=force,
     )
     return out, previous
