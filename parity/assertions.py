@@ -43,6 +43,16 @@ def _top_cause(
     return f"{top.cause}: {top.detail} Fix: {top.fix}"
 
 
+def metric_lines(delta: TextDelta, tolerance: Tolerance) -> list[str]:
+    """One line per metric: obtained, tolerance, FAIL or ok (pytest-regressions style)."""
+    lines = []
+    for m in METRICS:
+        value, limit = getattr(delta, m), getattr(tolerance, m)
+        verdict = "FAIL" if not value <= limit else "ok"
+        lines.append(f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  {verdict}")
+    return lines
+
+
 def failure_message(
     pair: PairResult,
     worst: TextDelta,
@@ -60,10 +70,7 @@ def failure_message(
     if cause:
         lines.append(f"top cause: {cause}")
     lines.append(f"worst text: {worst.text!r}")
-    for m in METRICS:
-        value, limit = getattr(worst, m), getattr(tolerance, m)
-        verdict = "FAIL" if not value <= limit else "ok"
-        lines.append(f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  {verdict}")
+    lines += metric_lines(worst, tolerance)
     for label in (pair.a, pair.b):
         tokens = adapters[label].tokenize([worst.text])
         if tokens is not None:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import AdapterSpec
+from parity.assertions import metric_lines
 from parity.baseline.create import build_manifest
 from parity.baseline.store import load_baseline, write_baseline
-from parity.compare import METRICS, Tolerance, compare_pair
+from parity.compare import Tolerance, compare_pair
 from parity.errors import BaselineError
 
 
@@ -25,11 +26,17 @@ def baseline_dir(test_file: Path, test_name: str, name: str | None = None) -> Pa
 
 
 def record(
-    path: Path, adapters: dict[str, Any], texts: Sequence[str], tolerance: Tolerance
+    path: Path,
+    adapters: dict[str, Any],
+    texts: Sequence[str],
+    tolerance: Tolerance,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> Path | None:
-    """Embed `texts` with the live adapters and write them as the baseline at `path`."""
+    """Write the live adapters' vectors of `texts` (embedded now unless given) as the baseline
+    at `path`."""
     specs = [AdapterSpec(a.name, a.given, label) for label, a in adapters.items()]
-    vectors = {label: a.embed(texts) for label, a in adapters.items()}
+    if vectors is None:
+        vectors = {label: a.embed(texts) for label, a in adapters.items()}
     configs = {label: a.describe() for label, a in adapters.items()}
     model = Path(next(iter(adapters.values())).model)
     manifest = build_manifest(specs, texts, model, configs, vectors, tolerance, None)
@@ -65,19 +72,14 @@ def check(
         worst = pair.worst(1)[0]
         lines.append(f"{label}: {pair.failures} of {pair.n} texts drifted from {path}")
         lines.append(f"  worst text: {worst.text!r}")
-        for m in METRICS:
-            value, limit = getattr(worst, m), getattr(tolerance, m)
-            lines.append(
-                f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  "
-                f"{'FAIL' if not value <= limit else 'ok'}"
-            )
+        lines += metric_lines(worst, tolerance)
     if not lines:
         return None
     env = baseline.environment_diff(Path(next(iter(adapters.values())).model))
     lines += [f"environment: {line}" for line in env["lines"]] or ["environment: unchanged"]
     obtained = path.with_name(path.name + ".obtained")
     shutil.rmtree(obtained, ignore_errors=True)
-    record(obtained, adapters, texts, tolerance)
+    record(obtained, adapters, texts, tolerance, vectors)
     lines.append(
         f"today's vectors are in {obtained}; if the change is intended, rerun with --parity-regen"
     )
