@@ -200,23 +200,18 @@ def finish_run(
     result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
     """Write summary.json + report.md, print the verdict line; return the exit code and summary."""
-    from parity.report import build_summary, render_markdown, write_outputs
-
-    summary = build_summary(
-        result.comparison,
-        _adapter_entries(result),
-        model=result.model,
-        n_texts=len(result.texts),
-        extra=extra,
-    )
-    if out:
-        write_outputs(Path(out), summary, render_markdown(summary, title))
+    summary = write_report(result, out, title, extra)
     print(verdict_line(summary, out))
     return (EXIT_OK if summary["passed"] else EXIT_DIFFERENT), summary
 
 
-def _adapter_entries(result: Any) -> list[dict[str, Any]]:
-    return [
+def write_report(
+    result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The summary.json dict of a RunResult, written with report.md when `out` is given."""
+    from parity.report import build_summary, render_markdown, write_outputs
+
+    adapters = [
         {
             "label": label,
             "name": result.specs[label].name,
@@ -225,6 +220,12 @@ def _adapter_entries(result: Any) -> list[dict[str, Any]]:
         }
         for label, config in result.configs.items()
     ]
+    summary = build_summary(
+        result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
+    )
+    if out:
+        write_outputs(Path(out), summary, render_markdown(summary, title))
+    return summary
 
 
 def verdict_line(summary: dict[str, Any], out: str | None) -> str:
@@ -355,7 +356,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
-    from parity.report import build_summary, render_markdown, write_outputs
     from parity.runner import Progress
 
     gate = run_gate(
@@ -369,16 +369,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         diagnose=not args.no_diagnose,
         progress=Progress(None if args.quiet else sys.stderr),
     )
-    result = gate.result
-    summary = build_summary(
-        result.comparison,
-        _adapter_entries(result),
-        model=result.model,
-        n_texts=len(result.texts),
-        extra={"passed": gate.passed, "baseline": gate.section()},
-    )
-    if args.out:
-        write_outputs(Path(args.out), summary, render_markdown(summary, "parity gate"))
+    extra = {"passed": gate.passed, "baseline": gate.section()}
+    write_report(gate.result, args.out, "parity gate", extra)
     print(verdict_line(gate, args.out))
     return EXIT_OK if gate.passed or gate.updated else EXIT_DIFFERENT
 
