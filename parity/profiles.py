@@ -18,8 +18,18 @@ settings.register_profile(
     suppress_health_check=_SUPPRESS,
     print_blob=True,
 )
-settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=_SUPPRESS)
-settings.register_profile("deep", max_examples=3000, deadline=None, suppress_health_check=_SUPPRESS)
+# Hypothesis loads its own derandomized profile when it sees CI=true, and profiles inherit
+# from the loaded one: dev and deep start from "default" so they stay random in CI too.
+_DEFAULT = settings.get_profile("default")
+for _name, _examples in (("dev", 100), ("deep", 3000)):
+    settings.register_profile(
+        _name,
+        parent=_DEFAULT,
+        max_examples=_examples,
+        derandomize=False,
+        deadline=None,
+        suppress_health_check=_SUPPRESS,
+    )
 
 
 def profile_name(explicit: str | None = None) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -274,3 +277,22 @@ def test_dev_profile_searches_with_a_recorded_random_seed(bpe_model: Path, tmp_p
     argv[argv.index("dev")] = "ci"
     assert main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["seed"] is None  # derandomized
+
+
+@pytest.mark.parametrize("ci_env", ["true", None])
+def test_profiles_keep_their_randomness_whether_or_not_hypothesis_sees_ci(
+    ci_env: str | None,
+) -> None:
+    # Hypothesis loads a derandomized profile of its own when CI is set; dev and deep must not
+    # inherit it, or nightly deep runs in CI would search the same texts every night.
+    code = (
+        "import parity.profiles as p; from hypothesis import settings; "
+        "print([(n, settings.get_profile(n).derandomize, settings.get_profile(n).max_examples)"
+        " for n in p.PROFILES])"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "TF_BUILD")}
+    env.update({"CI": ci_env} if ci_env else {})
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[('ci', True, 25), ('dev', False, 100), ('deep', False, 3000)]"
