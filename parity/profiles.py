@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-PROFILES = ("ci", "dev", "deep")
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+_OWN: dict[str, dict[str, Any]] = {
+    "ci": {"max_examples": 25, "derandomize": True, "database": None, "print_blob": True},
+    "dev": {"max_examples": 100, "derandomize": False},
+    "deep": {"max_examples": 3000, "derandomize": False},
+}
+PROFILES = tuple(_OWN)
 
-settings.register_profile(
-    "ci",
-    max_examples=25,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=_SUPPRESS,
-    print_blob=True,
-)
-# Hypothesis loads its own derandomized profile when it sees CI=true, and profiles inherit
-# from the loaded one: dev and deep start from "default" so they stay random in CI too.
-_DEFAULT = settings.get_profile("default")
-for _name, _examples in (("dev", 100), ("deep", 3000)):
+# Hypothesis loads a derandomized profile of its own when it sees CI=true, and a new profile
+# inherits from the loaded one: ours all start from "default", so CI=true changes none of them.
+for _name, _settings in _OWN.items():
     settings.register_profile(
         _name,
-        parent=_DEFAULT,
-        max_examples=_examples,
-        derandomize=False,
+        parent=settings.get_profile("default"),
         deadline=None,
         suppress_health_check=_SUPPRESS,
+        **_settings,
     )
 
 
