@@ -32,7 +32,7 @@ def bench_model(model: Path, name: str, batches: int = BATCHES) -> float:
     """Print both rates for one model and return the speed-up."""
     from parity.adapters import AdapterSpec
     from parity.compare import Tolerance, compare_pair
-    from parity.fuzz import fuzz_pair
+    from parity.search.fuzz import fuzz_pair
 
     a = AdapterSpec.parse("sentence-transformers").build(model)
     b = AdapterSpec.parse("custom").build(model)

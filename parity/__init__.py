@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from parity.adapters import Adapter, AdapterSpec, parse_specs, register
 from parity.compare import (
     Comparison,
@@ -26,6 +24,7 @@ from parity.errors import (
 )
 from parity.runner import RunResult, run
 from parity.texts import builtin_corpus, load_texts
+from parity.version import __version__
 
 __all__ = [
     "Adapter",

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from parity.compare import METRICS, PairResult, TextDelta, Tolerance, compare_pair
+from parity.compare import PairResult, TextDelta, Tolerance, compare_pair, metric_lines
 
 
 def first_failure(
@@ -41,16 +41,6 @@ def _top_cause(
     )
     top = found.causes[0]
     return f"{top.cause}: {top.detail} Fix: {top.fix}"
-
-
-def metric_lines(delta: TextDelta, tolerance: Tolerance) -> list[str]:
-    """One line per metric: obtained, tolerance, FAIL or ok (pytest-regressions style)."""
-    lines = []
-    for m in METRICS:
-        value, limit = getattr(delta, m), getattr(tolerance, m)
-        verdict = "FAIL" if not value <= limit else "ok"
-        lines.append(f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  {verdict}")
-    return lines
 
 
 def failure_message(

@@ -300,9 +300,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from parity.adapters import parse_specs
     from parity.compare import Tolerance
-    from parity.fuzz import fuzz_run
-    from parity.profiles import load_profile
     from parity.runner import Progress
+    from parity.search.fuzz import fuzz_run
+    from parity.search.profiles import load_profile
 
     specs = parse_specs(args.adapter)
     profile = load_profile(args.profile)

@@ -249,6 +249,16 @@ class PairResult:
         }
 
 
+def metric_lines(delta: TextDelta, tolerance: Tolerance) -> list[str]:
+    """One line per metric: obtained, tolerance, FAIL or ok (pytest-regressions style)."""
+    lines = []
+    for m in METRICS:
+        value, limit = getattr(delta, m), getattr(tolerance, m)
+        verdict = "FAIL" if not value <= limit else "ok"
+        lines.append(f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  {verdict}")
+    return lines
+
+
 def compare_pair(
     a_label: str,
     a: np.ndarray,

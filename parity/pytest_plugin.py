@@ -64,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if config.getoption("parity_profile", None) or os.environ.get("HYPOTHESIS_PROFILE"):
-        from parity.profiles import load_profile
+        from parity.search.profiles import load_profile
 
         load_profile(config.getoption("parity_profile", None))
 
@@ -144,7 +144,7 @@ def assert_parity(
         chosen = adapters or parity_adapters
         if not state.replayed:
             state.replayed = True
-            from parity.regressions import regression_texts
+            from parity.search.regressions import regression_texts
 
             known = regression_texts(state.regressions_path())
             if known:
@@ -234,7 +234,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call" and report.failed and _KEY in item.config.stash:
         state = item.config.stash[_KEY]
         if state.last_failure is not None:
-            from parity.regressions import append_regression
+            from parity.search.regressions import append_regression
 
             failure = state.last_failure
             append_regression(

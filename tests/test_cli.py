@@ -182,6 +182,7 @@ def test_python_m_parity_exits_2_without_traceback(tmp_path: Path) -> None:
 
 
 def test_summary_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from parity import files
     from parity.report import summary as summary_module
 
     target = tmp_path / "summary.json"
@@ -190,7 +191,7 @@ def test_summary_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(summary_module.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         summary_module.write_json(target, {"new": True})
     assert target.read_text() == '{"old": true}'

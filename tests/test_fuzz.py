@@ -18,8 +18,8 @@ from hypothesis import Phase, find, settings
 from parity.adapters import Adapter
 from parity.cli import main
 from parity.compare import Tolerance
-from parity.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
-from parity.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS
+from parity.search.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
+from parity.search.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS
 
 
 def fuzz(model: Path, tmp_path: Path, *adapters: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -286,7 +286,7 @@ def test_profiles_keep_their_randomness_whether_or_not_hypothesis_sees_ci(
     # Hypothesis loads a derandomized profile of its own when CI is set; dev and deep must not
     # inherit it, or nightly deep runs in CI would search the same texts every night.
     code = (
-        "import parity.profiles as p; from hypothesis import settings; "
+        "import parity.search.profiles as p; from hypothesis import settings; "
         "print([(n, settings.get_profile(n).derandomize, settings.get_profile(n).max_examples)"
         " for n in p.PROFILES])"
     )

@@ -1,4 +1,4 @@
-"""parity.shrink: batched shrinking finds minimal texts in few predicate calls."""
+"""parity.search.shrink: batched shrinking finds minimal texts in few predicate calls."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.shrink import char_rank, reductions, shrink_text, simplicity
-from parity.strategies import WHITESPACE_CHARS, edge_whitespace, newline_texts
+from parity.search.shrink import char_rank, reductions, shrink_text, simplicity
+from parity.search.strategies import WHITESPACE_CHARS, edge_whitespace, newline_texts
 
 FAST = settings(max_examples=50, deadline=None, database=None)
 

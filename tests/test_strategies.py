@@ -12,7 +12,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from parity.strategies import (
+from parity.search.strategies import (
     NORMALIZATION_FORMS,
     WHITESPACE_CHARS,
     batches,

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import AdapterSpec
-from parity.assertions import metric_lines
 from parity.baseline.create import build_manifest
 from parity.baseline.store import load_baseline, write_baseline
-from parity.compare import Tolerance, compare_pair
+from parity.compare import Tolerance, compare_pair, metric_lines
 from parity.errors import BaselineError
 
 

@@ -36,7 +36,7 @@ def build_manifest(
     retrieval: RetrievalSet | None,
 ) -> dict[str, Any]:
     """The manifest.json of a baseline (everything but the checksums, which live beside it)."""
-    from parity import __version__
+    from parity.version import __version__
 
     dims = {label: int(v.shape[1]) for label, v in vectors.items()}
     if len(set(dims.values())) != 1:

@@ -6,7 +6,6 @@ digests in order), of every model file, and of every file in the baseline direct
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,24 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from parity.adapters.base import library_versions
+from parity.files import sha256_bytes, sha256_file
 
 SCHEMA_VERSION = 1
 KIND = "parity-baseline"
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 TEXTS = "texts.jsonl"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def text_hashes(texts: Iterable[str]) -> list[str]:

@@ -34,12 +34,11 @@ from parity.baseline.manifest import (
     environment,
     environment_diff,
     model_files,
-    sha256_bytes,
-    sha256_file,
     texts_sha256,
 )
 from parity.compare import METRICS
 from parity.errors import BaselineError, ParityInputError
+from parity.files import sha256_bytes, sha256_file
 from parity.texts import iter_jsonl
 
 REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")

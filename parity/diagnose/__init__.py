@@ -17,15 +17,9 @@ import numpy as np
 from parity.adapters import Adapter, AdapterSpec
 from parity.compare import METRICS, PairResult, Tolerance, deltas
 from parity.diagnose.noise import find_outlier, noise_floor
-from parity.diagnose.probes import (
-    CAUSES,
-    STAGE_OF,
-    TEXT_TRANSFORMS,
-    ConfigChange,
-    config_changes,
-)
+from parity.diagnose.probes import CAUSES, STAGE_OF, TEXT_TRANSFORMS
+from parity.diagnose.settings import ConfigChange, config_changes, config_differences
 from parity.diagnose.tokens import token_diff
-from parity.report.markdown import config_differences
 
 __all__ = ["CAUSES", "Cause", "Diagnosis", "Side", "diagnose_pair", "diagnose_run"]
 

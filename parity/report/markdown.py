@@ -5,16 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.compare import METRICS
-
-CONFIG_KEYS = (
-    "preprocessing",
-    "tokenizer",
-    "max_length",
-    "pooling",
-    "normalize",
-    "dtype",
-    "instruction",
-)
+from parity.diagnose.settings import CONFIG_KEYS, config_differences
 
 
 def _num(value: Any) -> str:
@@ -33,11 +24,6 @@ def _cell(value: Any) -> str:
 def _preview(text: str, limit: int = 70) -> str:
     shown = repr(text if len(text) <= limit else text[:limit] + "…")
     return "`" + shown.replace("`", "'").replace("|", "\\|") + "`"
-
-
-def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """Effective settings that differ between two describe() dicts."""
-    return [(k, a.get(k), b.get(k)) for k in CONFIG_KEYS if a.get(k) != b.get(k)]
 
 
 def render_markdown(summary: dict[str, Any], title: str = "parity report") -> str:

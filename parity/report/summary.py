@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from parity.compare import Comparison
+from parity.files import write_atomic
+from parity.version import __version__
 
 SCHEMA_VERSION = 1
 
@@ -39,8 +39,6 @@ def build_summary(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary.json contract: passed, tolerance, adapters, pairs (+ any extra keys)."""
-    from parity import __version__
-
     summary: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "tool_version": __version__,
@@ -53,20 +51,6 @@ def build_summary(
     }
     summary.update(extra or {})
     return _clean(summary)
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = content if isinstance(content, bytes) else content.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,5 +1,5 @@
 """Batch-first property search: one hypothesis example is a large batch of texts, embedded in one
-call per adapter; a diverging text is then shrunk in batches too (see parity.shrink)."""
+call per adapter; a diverging text is then shrunk in batches too (see parity.search.shrink)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from parity.adapters import Adapter
 from parity.compare import METRICS, PairResult, Tolerance, compare_pair
-from parity.shrink import shrink_text, simplicity
-from parity.strategies import (
+from parity.search.shrink import shrink_text, simplicity
+from parity.search.strategies import (
     COMBINING_MARKS,
     EMOJI,
     INDENTS,
@@ -68,10 +68,10 @@ def search_strategy(batch_size: int = BATCH_SIZE) -> st.SearchStrategy[list[str]
     """Batches of up to `batch_size` distinct short texts, cheap to draw.
 
     Hypothesis draws a seed and a non-empty subset of KINDS; expand_batch() turns them into
-    texts with the catalogues of parity.strategies (whitespace code points, edge whitespace,
+    texts with the catalogues of parity.search.strategies (whitespace code points, edge whitespace,
     newlines, scripts, emoji, normalization forms, plain words, raw short strings). Hypothesis
     would shrink a draw towards seed 0 and the first kind, which is no simpler a batch, so
-    fuzz_pair() skips that phase and shrinks the failing text with parity.shrink instead.
+    fuzz_pair() skips that phase and shrinks the failing text with parity.search.shrink instead.
     """
     kinds = st.sets(st.sampled_from(KINDS), min_size=1)
     return st.builds(expand_batch, st.integers(0, 2**64 - 1), kinds, st.just(batch_size))
@@ -213,7 +213,7 @@ def fuzz_pair(
 
     Each hypothesis example (from `strategy`, default search_strategy(batch_size)) is one batch;
     its texts not checked before are embedded in one call per adapter. The simplest diverging
-    text of the first diverging batch is shrunk with parity.shrink.shrink_text, each round of
+    text of the first diverging batch is shrunk with parity.search.shrink.shrink_text, each round of
     candidates again in one call per adapter.
     """
     from hypothesis import HealthCheck, Phase, find, settings
@@ -352,8 +352,8 @@ def fuzz_run(
 
     from parity.compare import compare_all
     from parity.modelinfo import resolve_model
-    from parity.regressions import append_regression
     from parity.runner import RunResult, require_two
+    from parity.search.regressions import append_regression
 
     require_two(specs)
     model_path = resolve_model(model)

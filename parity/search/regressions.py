@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.errors import ParityInputError
-from parity.report.summary import write_atomic
+from parity.files import write_atomic
 from parity.texts import iter_jsonl
 
 DEFAULT_PATH = Path("fixtures/regressions.jsonl")

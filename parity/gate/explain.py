@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from parity.adapters import AdapterSpec
 from parity.compare import PairResult, Tolerance, compare_pair, deltas
 from parity.diagnose import Cause, Diagnosis, Side, diagnose_pair
 from parity.diagnose.probes import STAGE_OF
-
-if TYPE_CHECKING:
-    from parity.gate import GateResult
+from parity.gate.result import GateResult
 
 ACCEPT = "if the change is intended, record it with `parity gate --update`"
 
