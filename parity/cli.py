@@ -1,4 +1,8 @@
-"""The `parity` command line: run, diagnose, fuzz, baseline create, gate, list-adapters, tiny-model."""
+"""The `parity` command line: run, diagnose, fuzz, baseline create, gate, list-adapters, tiny-model.
+
+Exit codes: 0 pass, 1 a finding (summary.json says "passed": false), 2 a usage or input error or a
+damaged baseline, 3 an internal error (traceback in error.log; `--debug` re-raises it).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,24 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+from parity.version import __version__
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+
+# the commands whose --out is a report directory, where an internal error's traceback is written
+REPORT_COMMANDS = frozenset({"run", "diagnose", "fuzz", "gate"})
+# what Python itself hides unless asked (-W, PYTHONWARNINGS): library internals a user cannot act on
+QUIET_CATEGORIES: tuple[type[Warning], ...] = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    ImportWarning,
+    ResourceWarning,
+)
 
 
 def offline() -> None:
@@ -42,6 +59,58 @@ def _non_negative(raw: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {raw!r}")
     return value
+
+
+def exit_code(passed: bool) -> int:
+    """The one place a verdict becomes an exit code."""
+    return EXIT_OK if passed else EXIT_DIFFERENT
+
+
+class WarningLog:
+    """Every warning raised during one command: printed on stderr the first time a category and
+    message are seen (one line), and kept for summary.json["warnings"]."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, str]] = []
+
+    def show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        """A drop-in for warnings.showwarning."""
+        entry = {"category": category.__name__, "message": str(message)}
+        if entry in self.entries:
+            return
+        self.entries.append(entry)
+        text = " ".join(entry["message"].split())
+        print(f"parity: warning: {entry['category']}: {text}", file=sys.stderr)
+
+    @contextmanager
+    def capture(self) -> Iterator[WarningLog]:
+        """Route warnings here; without -W/PYTHONWARNINGS every one counts, each time it is raised
+        (so a second command in one process sees it too), except QUIET_CATEGORIES."""
+        with warnings.catch_warnings():
+            if not sys.warnoptions:
+                warnings.simplefilter("always")
+                for category in QUIET_CATEGORIES:
+                    warnings.filterwarnings("ignore", category=category)
+            warnings.showwarning = self.show
+            yield self
+
+
+def _add_debug(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # after the subcommand too: SUPPRESS keeps a subparser from resetting the top-level value
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="on an internal error (exit 3), re-raise it with its full traceback",
+    )
 
 
 def _add_no_retrieval(parser: argparse.ArgumentParser) -> None:
@@ -90,14 +159,24 @@ def _add_common(
         f"(default: {default['tol']})",
     )
     if out:
-        parser.add_argument("--out", metavar="DIR", help="write summary.json and report.md here")
+        parser.add_argument(
+            "--out",
+            metavar="DIR",
+            help="write summary.json and report.md here (and error.log on an internal error)",
+        )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_debug(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="parity", description="Do your embedding stacks produce the same vectors? If not, why?"
+        prog="parity",
+        description="Do your embedding stacks produce the same vectors? If not, why?",
+        epilog="exit codes: 0 pass, 1 a pair differs or drifted, 2 usage or input error or a "
+        "damaged baseline, 3 internal error (traceback in --out/error.log or a temp file)",
     )
+    parser.add_argument("--version", action="version", version=f"parity {__version__}")
+    _add_debug(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_parser = sub.add_parser(
         "run", help="embed texts with several adapters and compare every pair"
@@ -124,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=("ci", "dev", "deep"),
         default=None,
-        help="hypothesis profile (default: $HYPOTHESIS_PROFILE or dev)",
+        help="search settings: ci: 25 batches per pair, fixed seed; dev: 100 batches, new seed "
+        "each run; deep: 3000 batches, new seed each run (default: $HYPOTHESIS_PROFILE, which "
+        "must then be ci, dev or deep; else dev)",
     )
     fuzz.add_argument(
         "--regressions",
@@ -135,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(diagnose_parser)
     _add_no_retrieval(diagnose_parser)
     baseline = sub.add_parser("baseline", help="record today's vectors for `parity gate`")
+    _add_debug(baseline)
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     create = baseline_sub.add_parser(
         "create", help="embed the texts with each adapter and write a baseline directory"
@@ -162,8 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="record today's vectors as the new baseline (the old one is kept as DIR.prev)",
     )
     gate.add_argument("--no-diagnose", action="store_true", help="skip explaining the drift")
-    sub.add_parser("list-adapters", help="adapters, their options and defaults, availability here")
+    listing = sub.add_parser(
+        "list-adapters", help="adapters, their options and defaults, availability here"
+    )
+    _add_debug(listing)
     tiny = sub.add_parser("tiny-model", help="build a small whitespace-sensitive test model")
+    _add_debug(tiny)
     tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--out", required=True, metavar="DIR")
@@ -182,7 +268,7 @@ def _retrieval_set() -> Any:
     return load_retrieval_set()
 
 
-def cmd_list_adapters(args: argparse.Namespace) -> int:
+def cmd_list_adapters(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.adapters import REGISTRY
 
     for name, cls in REGISTRY.items():
@@ -197,18 +283,31 @@ def cmd_list_adapters(args: argparse.Namespace) -> int:
 
 
 def finish_run(
-    result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
-) -> tuple[int, dict[str, Any]]:
-    """Write summary.json + report.md, print the verdict line; return the exit code and summary."""
-    summary = write_report(result, out, title, extra)
+    result: Any,
+    out: str | None,
+    title: str,
+    log: WarningLog,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Write summary.json + report.md, print the verdict line; the exit code follows the same
+    summary["passed"] the line and the files show."""
+    summary = write_report(result, out, title, log, extra)
     print(verdict_line(summary, out))
-    return (EXIT_OK if summary["passed"] else EXIT_DIFFERENT), summary
+    return exit_code(summary["passed"])
 
 
 def write_report(
-    result: Any, out: str | None, title: str, extra: dict[str, Any] | None = None
+    result: Any,
+    out: str | None,
+    title: str,
+    log: WarningLog,
+    extra: dict[str, Any] | None = None,
+    *,
+    passed: bool | None = None,
 ) -> dict[str, Any]:
-    """The summary.json dict of a RunResult, written with report.md when `out` is given."""
+    """The summary.json dict of a RunResult, written with report.md when `out` is given.
+
+    `passed` is the command's verdict; by default every pair passed (as summary.json shows them)."""
     from parity.report import build_summary, render_markdown, write_outputs
 
     adapters = [
@@ -223,6 +322,8 @@ def write_report(
     summary = build_summary(
         result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
     )
+    summary["passed"] = all(p["passed"] for p in summary["pairs"]) if passed is None else passed
+    summary["warnings"] = list(log.entries)
     if out:
         write_outputs(Path(out), summary, render_markdown(summary, title))
     return summary
@@ -232,17 +333,25 @@ def verdict_line(summary: dict[str, Any], out: str | None) -> str:
     pairs = summary["pairs"]
     failed = [p for p in pairs if not p["passed"]]
     where = f"; report in {out}" if out else ""
-    if not failed:
+    if summary["passed"]:
         return f"parity: PASS: {len(pairs)} pair(s) within tolerance on {summary['n_texts']} texts{where}"
-    names = ", ".join(f"{p['a']} vs {p['b']} ({p['failures']}/{p['n']})" for p in failed)
+    names = ", ".join(f"{p['a']} vs {p['b']} ({_failed_what(p)})" for p in failed)
     return f"parity: FAIL: {len(failed)} of {len(pairs)} pair(s) differ: {names}{where}"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    return _run_and_report(args, diagnose=not args.no_diagnose)[0]
+def _failed_what(pair: dict[str, Any]) -> str:
+    if pair["failures"] or not pair.get("minimal_failing"):
+        return f"{pair['failures']}/{pair['n']}"
+    return "a text the search found diverges inside a batch; see minimal_failing"
 
 
-def _run_and_report(args: argparse.Namespace, *, diagnose: bool) -> tuple[int, dict[str, Any]]:
+def cmd_run(args: argparse.Namespace, log: WarningLog) -> int:
+    return _run_and_report(args, log, diagnose=not args.no_diagnose)[0]
+
+
+def _run_and_report(
+    args: argparse.Namespace, log: WarningLog, *, diagnose: bool
+) -> tuple[int, dict[str, Any]]:
     from parity.adapters import parse_specs
     from parity.compare import Tolerance
     from parity.runner import Progress, run
@@ -261,7 +370,9 @@ def _run_and_report(args: argparse.Namespace, *, diagnose: bool) -> tuple[int, d
         retrieval=None if args.no_retrieval else _retrieval_set(),
     )
     extra = diagnose_and_close(result, progress, enabled=diagnose)
-    return finish_run(result, args.out, "parity run", extra)
+    summary = write_report(result, args.out, "parity run", log, extra)
+    print(verdict_line(summary, args.out))
+    return exit_code(summary["passed"]), summary
 
 
 def diagnose_and_close(
@@ -285,9 +396,9 @@ def _diagnose(result: Any, progress: Callable[[str], None]) -> dict[str, Any]:
     return extra
 
 
-def cmd_diagnose(args: argparse.Namespace) -> int:
+def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
     """Run, diagnose every failing pair, and print the causes (the report too, with --out)."""
-    code, summary = _run_and_report(args, diagnose=True)
+    code, summary = _run_and_report(args, log, diagnose=True)
     for pair in summary["pairs"]:
         for cause in pair["causes"]:
             print(
@@ -297,7 +408,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_fuzz(args: argparse.Namespace) -> int:
+def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.adapters import parse_specs
     from parity.compare import Tolerance
     from parity.runner import Progress
@@ -328,13 +439,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     for pair in result.comparison.pairs:
         found = minimal.get(f"{pair.a}\t{pair.b}")
         pair.extra["minimal_failing"] = found
+        if found is not None:
+            # the search's find decides even where the re-embedded texts pass (batch-dependent)
+            pair.extra["passed"] = False
     extra["max_examples"] = max_examples
     extra["seed"] = seed
-    code, _ = finish_run(result, args.out, "parity fuzz", extra)
-    return EXIT_DIFFERENT if any(minimal.values()) else code
+    return finish_run(result, args.out, "parity fuzz", log, extra)
 
 
-def cmd_baseline(args: argparse.Namespace) -> int:
+def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.baseline import create_baseline
     from parity.compare import Tolerance
     from parity.runner import Progress
@@ -354,7 +467,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_gate(args: argparse.Namespace) -> int:
+def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
     from parity.runner import Progress
 
@@ -369,20 +482,26 @@ def cmd_gate(args: argparse.Namespace) -> int:
         diagnose=not args.no_diagnose,
         progress=Progress(None if args.quiet else sys.stderr),
     )
-    extra = {"passed": gate.passed, "baseline": gate.section()}
-    write_report(gate.result, args.out, "parity gate", extra)
-    print(verdict_line(gate, args.out))
-    return EXIT_OK if gate.passed or gate.updated else EXIT_DIFFERENT
+    # --update accepts what drifted: the command passes, summary["baseline"] keeps the check
+    passed = gate.passed or gate.updated is not None
+    write_report(
+        gate.result, args.out, "parity gate", log, {"baseline": gate.section()}, passed=passed
+    )
+    line = verdict_line(gate, args.out)
+    if passed and not gate.passed:
+        line = "parity gate: UPDATED: the replaced check: " + line.removeprefix("parity gate: ")
+    print(line)
+    return exit_code(passed)
 
 
-def cmd_tiny_model(args: argparse.Namespace) -> int:
+def cmd_tiny_model(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.tinymodels import build_tiny_model
 
     print(build_tiny_model(args.kind, args.out, seed=args.seed))
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, WarningLog], int]] = {
     "run": cmd_run,
     "diagnose": cmd_diagnose,
     "fuzz": cmd_fuzz,
@@ -394,31 +513,69 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (see the module docstring)."""
     offline()
-    from parity.errors import ParityError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    with WarningLog().capture() as log:
         try:
-            code = COMMANDS[args.command](args)
-        except ParityError as exc:
-            print(f"parity: error: {exc}", file=sys.stderr)
-            code = EXIT_ERROR
-        except OSError as exc:  # a path we were told to read or write: still one line, exit 2
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
-            code = EXIT_ERROR
+            return COMMANDS[args.command](args, log)
+        except Exception as exc:
+            return _handled(exc, args, argv)
         except KeyboardInterrupt:
             print("parity: interrupted", file=sys.stderr)
-            code = 130
-    from parity.compare import SelfComparisonWarning
+            return 130
 
-    for warning in caught:
-        if issubclass(warning.category, SelfComparisonWarning):
-            print(f"parity: warning: {warning.message}", file=sys.stderr)
-    return code
+
+def _handled(exc: Exception, args: argparse.Namespace, argv: list[str]) -> int:
+    """One line on stderr for an exception that left a command, and its exit code."""
+    from parity.errors import ParityError
+
+    if isinstance(exc, ParityError):
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if isinstance(exc, OSError):  # a path we were told to read or write: still one line, exit 2
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.debug:
+        raise exc
+    out = getattr(args, "out", None) if args.command in REPORT_COMMANDS else None
+    log_path = write_error_log(exc, out, argv)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
+    print(
+        f"parity: internal error: {type(exc).__name__}: {text} (traceback in {log_path})",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def write_error_log(exc: BaseException, out: str | None, argv: Sequence[str]) -> Path:
+    """Write the traceback to OUT/error.log, or to a temp file when there is no --out (or it
+    cannot be written); return where it went."""
+    import platform
+    import tempfile
+    import traceback
+
+    text = (
+        f"parity {__version__} on Python {platform.python_version()}\n"
+        f"command: parity {' '.join(argv)}\n\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
+    if out:
+        from parity.files import write_atomic
+
+        path = Path(out) / "error.log"
+        try:
+            write_atomic(path, text)
+            return path
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(prefix="parity-error-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return Path(name)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,21 @@ def _type_name(value: Any) -> str:
     )
 
 
+def unencodable(text: str) -> str | None:
+    """Why `text` cannot be encoded as UTF-8 (a surrogate such as "\\ud800", which JSON escapes can
+    produce and no tokenizer accepts), or None when it can."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"surrogate {text[exc.start]!r} at character {exc.start} is not valid Unicode text; "
+            "remove it or replace it with a real character"
+        )
+    return None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for every non-blank line; invalid JSON names the line."""
     # "\n" only: JSON strings may hold a raw U+2028 or U+0085, which splitlines() splits on
@@ -45,6 +60,9 @@ def _read_jsonl(path: Path) -> list[str]:
             raise ParityInputError(
                 f"{path} line {number}: expected a string, got {_type_name(value)}"
             )
+        problem = unencodable(value)
+        if problem:
+            raise ParityInputError(f"{path} line {number}: {problem}")
         texts.append(value)
     return texts
 
@@ -91,6 +109,9 @@ def _read_parquet(path: Path) -> list[str]:
     for row, value in enumerate(table.column("text").to_pylist(), start=1):
         if not isinstance(value, str):
             raise ParityInputError(f"{path} row {row}: expected a string, got {_type_name(value)}")
+        problem = unencodable(value)
+        if problem:
+            raise ParityInputError(f"{path} row {row}: {problem}")
         texts.append(value)
     return texts
 

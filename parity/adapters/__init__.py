@@ -59,6 +59,8 @@ class AdapterSpec:
                     f"adapter {name!r} has no option {key!r}; valid options: "
                     f"{', '.join(sorted(allowed))}, label"
                 )
+            # checked now, so a bad value fails before any model loads, not when its adapter does
+            allowed[key].coerce(name, key, value)
             options[key] = value
         return cls(name, options, label or cls._default_label(name, options))
 
@@ -79,7 +81,7 @@ class AdapterSpec:
 
 
 def parse_specs(specs: list[str]) -> list[AdapterSpec]:
-    """Parse specs and make sure their labels are unique."""
+    """Parse specs (names, keys and every option value) and make sure their labels are unique."""
     parsed = [AdapterSpec.parse(s) for s in specs]
     seen: set[str] = set()
     for spec in parsed:

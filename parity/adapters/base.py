@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from parity.errors import AdapterError, AdapterUnavailable, ParityInputError, SpecError
+from parity.texts import unencodable
 
 VERSIONED_PACKAGES = (
     "torch",
@@ -48,20 +49,39 @@ def parse_bool(raw: str) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ValueError("expected true or false")
+    raise ValueError("expected true or false (or 1/0, yes/no, on/off)")
+
+
+def parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a positive whole number") from None
+    if value <= 0:
+        raise ValueError("expected a positive whole number")
+    return value
 
 
 def parse_auto_int(raw: str) -> int | str:
     if raw.strip().lower() == "auto":
         return "auto"
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("expected a positive integer or auto")
-    return value
+    try:
+        return parse_positive_int(raw)
+    except ValueError:
+        raise ValueError("expected a positive whole number or auto") from None
 
 
 def parse_auto_bool(raw: str) -> bool | str:
-    return "auto" if raw.strip().lower() == "auto" else parse_bool(raw)
+    if raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ValueError("expected true, false or auto") from None
+
+
+# a bare builtin in an Option stands for our parser of that type, whose errors name the valid form
+_BUILTIN_PARSERS: dict[Callable[[str], Any], Callable[[str], Any]] = {int: parse_positive_int}
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class Option:
     choices: tuple[str, ...] | None = None
 
     def coerce(self, adapter: str, key: str, raw: Any) -> Any:
+        """The value of `key=raw`, or SpecError naming the option and its valid form."""
         if not isinstance(raw, str):
             return raw
         if self.choices is not None and raw not in self.choices:
@@ -81,7 +102,7 @@ class Option:
                 f"{adapter}: {key}={raw!r} is not valid; choose from {', '.join(self.choices)}"
             )
         try:
-            return self.parse(raw)
+            return _BUILTIN_PARSERS.get(self.parse, self.parse)(raw)
         except ValueError as exc:
             raise SpecError(f"{adapter}: {key}={raw!r}: {exc}") from None
 
@@ -193,15 +214,9 @@ class Adapter(abc.ABC):
             )
         if not np.issubdtype(array.dtype, np.number):
             raise AdapterError(f"{self.label}: output dtype {array.dtype} is not numeric")
-        array = array.astype(np.float32, copy=False)
-        bad = ~np.isfinite(array).all(axis=1)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise AdapterError(
-                f"{self.label}: {int(bad.sum())} of {n} vectors contain NaN or Inf "
-                f"(first: text #{first}); try dtype=float32"
-            )
-        return array
+        # NaN/Inf rows are returned: they are findings (compare fails those texts, cause
+        # non-finite), not adapter errors; only the shape and dtype make an output unusable
+        return array.astype(np.float32, copy=False)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration: what this adapter really does to a text."""
@@ -253,7 +268,8 @@ def token_strings(tokenizer: Any, texts: Sequence[str], max_length: int) -> list
 
 
 def validate_texts(texts: Any) -> list[str]:
-    """A list of str, or ParityInputError naming the first bad index and the type found."""
+    """A list of str, or ParityInputError naming the first bad index and the type found (or the
+    lone surrogate that no tokenizer can take)."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise ParityInputError(
             f"expected a sequence of strings, got {type(texts).__name__}; wrap a single text in a list"
@@ -262,4 +278,7 @@ def validate_texts(texts: Any) -> list[str]:
         if not isinstance(text, str):
             found = "null" if text is None else type(text).__name__
             raise ParityInputError(f"text #{index}: expected a string, got {found}")
+        problem = unencodable(text)
+        if problem:
+            raise ParityInputError(f"text #{index}: {problem}")
     return list(texts)

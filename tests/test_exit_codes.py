@@ -1,0 +1,269 @@
+"""Exit codes are a contract: 0 pass, 1 a finding, 2 bad input, 3 an internal error (with its
+traceback in error.log); the verdict line, summary.json and the exit code always agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parity.adapters import Adapter
+from parity.cli import main
+
+INTERNAL = re.compile(
+    r"^parity: internal error: (\w+): (.*) \(traceback in (.+)\)\n$",
+)
+
+
+def _texts(tmp_path: Path, texts: list[str]) -> Path:
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+def _run(model: Path, texts: Path, *args: str) -> list[str]:
+    argv = ["run", "--model", str(model), "--texts", str(texts), "--quiet", "--no-retrieval"]
+    return argv + list(args)
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("boom\nsecond line")
+
+
+def _internal_error(err: str) -> tuple[str, str, Path]:
+    """The one stderr line of an internal error: (exception type, message, traceback file)."""
+    match = INTERNAL.match(err)
+    assert match, err
+    return match[1], match[2], Path(match[3])
+
+
+def test_a_crash_in_describe_exits_3_with_the_traceback_in_out(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Adapter, "describe", _boom)
+    out = tmp_path / "out"
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    code = main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"])
+    assert code == 3
+    kind, message, log = _internal_error(capsys.readouterr().err)
+    assert (kind, message, log) == ("RuntimeError", "boom second line", out / "error.log")
+    logged = log.read_text()
+    assert "Traceback (most recent call last)" in logged
+    assert "in _boom" in logged and "RuntimeError: boom" in logged
+    assert logged.startswith("parity 0.1.0 on Python ")
+    assert not (out / "summary.json").exists()  # no verdict for a run that did not finish
+
+
+def test_a_crash_in_tokenize_exits_3(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parity.adapters.langchain import LangChainAdapter
+    from parity.adapters.sbert import SentenceTransformersAdapter
+
+    for cls in (SentenceTransformersAdapter, LangChainAdapter):
+        monkeypatch.setattr(cls, "tokenize", _boom)
+    # a divergence (langchain's newline replacement), so diagnosis tokenizes too
+    texts = _texts(tmp_path, ["line one\nline two", "plain"])
+    out = tmp_path / "out"
+    argv = _run(bpe_model, texts, "--out", str(out), "--tol", "euclidean=1e-2")
+    code = main([*argv, "--adapter", "sentence-transformers", "--adapter", "langchain"])
+    assert code == 3
+    assert _internal_error(capsys.readouterr().err)[2] == out / "error.log"
+    assert "in _boom" in (out / "error.log").read_text()
+
+
+def test_a_crash_in_diagnosis_exits_3_never_1(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parity.diagnose
+
+    monkeypatch.setattr(parity.diagnose, "diagnose_run", _boom)
+    texts = _texts(tmp_path, ["line one\nline two", "plain"])
+    argv = _run(bpe_model, texts, "--tol", "euclidean=1e-2")  # no --out: a temp file
+    code = main([*argv, "--adapter", "sentence-transformers", "--adapter", "langchain"])
+    assert code == 3
+    captured = capsys.readouterr()
+    assert "parity: FAIL" not in captured.out  # a crash must not read as drift
+    _, _, log = _internal_error(captured.err)
+    assert log.name.startswith("parity-error-") and log.suffix == ".log"
+    assert Path(log).parent == Path(__import__("tempfile").gettempdir())
+    assert "in _boom" in log.read_text()
+    log.unlink()
+
+
+def test_a_crash_in_the_gate_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parity.gate
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        return {}["manifest"]
+
+    monkeypatch.setattr(parity.gate, "run_gate", lookup)
+    out = tmp_path / "gate"
+    code = main(["gate", "--baseline", str(tmp_path / "b"), "--out", str(out), "--quiet"])
+    assert code == 3
+    kind, message, log = _internal_error(capsys.readouterr().err)
+    assert (kind, message, log) == ("KeyError", "'manifest'", out / "error.log")
+    assert "KeyError: 'manifest'" in log.read_text()
+
+
+def test_debug_reraises_before_or_after_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parity.gate
+
+    monkeypatch.setattr(parity.gate, "run_gate", _boom)
+    argv = ["gate", "--baseline", str(tmp_path / "b"), "--quiet"]
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", *argv])
+    with pytest.raises(RuntimeError, match="boom"):
+        main([*argv, "--debug"])
+
+
+def test_input_errors_stay_exit_2_under_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--debug", "gate", "--baseline", str(tmp_path / "missing"), "--quiet"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("parity: error: ")
+
+
+def test_an_internal_error_in_a_subprocess_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    wrapper = (
+        "import sys, parity.gate\n"
+        "def boom(*a, **k): raise ZeroDivisionError('division by zero')\n"
+        "parity.gate.run_gate = boom\n"
+        "from parity.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "gate"
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, "gate", "--baseline", "b", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3
+    assert result.stderr == (
+        "parity: internal error: ZeroDivisionError: division by zero "
+        f"(traceback in {out / 'error.log'})\n"
+    )
+    assert "Traceback" in (out / "error.log").read_text()
+
+
+def _fake_fuzz(bpe_model: Path, batch_dependent: bool) -> Any:
+    """A fuzz_run whose re-embedded texts all pass, but whose search found a minimal example."""
+
+    def fuzz_run(specs: Any, **kwargs: Any) -> Any:
+        from parity.runner import run
+
+        result = run(specs, ["hello", "world"], model=bpe_model, keep_adapters=True)
+        found = {
+            "text": "hello",
+            "max_abs": 0.5,
+            "cosine": 0.1,
+            "euclidean": 0.4,
+            "batch_dependent": batch_dependent,
+        }
+        return result, {f"{specs[0].label}\t{specs[1].label}": found}
+
+    return fuzz_run
+
+
+def test_fuzz_verdict_summary_and_exit_code_agree(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parity.search.fuzz
+
+    monkeypatch.setattr(parity.search.fuzz, "fuzz_run", _fake_fuzz(bpe_model, True))
+    out = tmp_path / "fuzz"
+    argv = ["fuzz", "--model", str(bpe_model), "--out", str(out), "--quiet", "--seed", "1"]
+    code = main([*argv, "--adapter", "custom", "--adapter", "custom:label=other"])
+    line = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 1
+    assert line.startswith("parity: FAIL: 1 of 1 pair(s) differ: custom vs other (a text the")
+    assert summary["passed"] is False
+    assert summary["pairs"][0]["passed"] is False
+    assert summary["pairs"][0]["failures"] == 0
+    assert summary["pairs"][0]["minimal_failing"]["batch_dependent"] is True
+    assert "**FAIL" in (out / "report.md").read_text()
+
+
+def test_fuzz_passes_when_the_search_found_nothing(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parity.search.fuzz
+
+    def clean(specs: Any, **kwargs: Any) -> Any:
+        result, found = _fake_fuzz(bpe_model, False)(specs)
+        return result, dict.fromkeys(found)
+
+    monkeypatch.setattr(parity.search.fuzz, "fuzz_run", clean)
+    out = tmp_path / "fuzz"
+    argv = ["fuzz", "--model", str(bpe_model), "--out", str(out), "--quiet", "--seed", "1"]
+    assert main([*argv, "--adapter", "custom", "--adapter", "custom:label=other"]) == 0
+    assert capsys.readouterr().out.startswith("parity: PASS: 1 pair(s)")
+    assert json.loads((out / "summary.json").read_text())["passed"] is True
+
+
+def test_every_warning_is_shown_once_and_recorded(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    describe = Adapter.describe
+
+    def noisy(self: Adapter) -> dict[str, Any]:
+        warnings.warn("Truncation was not\nexplicitly activated", UserWarning, stacklevel=1)
+        warnings.warn("Truncation was not\nexplicitly activated", UserWarning, stacklevel=1)
+        warnings.warn("`dtype` will change", FutureWarning, stacklevel=1)
+        warnings.warn("an internal detail", DeprecationWarning, stacklevel=1)
+        return describe(self)
+
+    monkeypatch.setattr(Adapter, "describe", noisy)
+    out = tmp_path / "out"
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    assert main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("parity: warning:")]
+    assert lines == [
+        "parity: warning: UserWarning: Truncation was not explicitly activated",
+        "parity: warning: FutureWarning: `dtype` will change",
+    ]
+    assert json.loads((out / "summary.json").read_text())["warnings"] == [
+        {"category": "UserWarning", "message": "Truncation was not\nexplicitly activated"},
+        {"category": "FutureWarning", "message": "`dtype` will change"},
+    ]
+    # a second command in the same process shows its warnings again
+    assert main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"]) == 0
+    assert capsys.readouterr().err.count("parity: warning: UserWarning: Truncation") == 1
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == "parity 0.1.0\n"
