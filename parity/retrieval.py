@@ -149,18 +149,22 @@ def _dcg(gains: Sequence[float]) -> float:
 def ndcg_at_k(
     scores_row: np.ndarray, doc_ids: Sequence[str], qrel: dict[str, int], k: int = 10
 ) -> float:
-    """nDCG@k with gains 2**grade - 1 and log2 discounts; ideal DCG from the qrel grades; 0 if none relevant."""
+    """nDCG@k as trec_eval's ndcg_cut (and so MTEB/BEIR) computes it: linear gain (the grade),
+    log2(rank + 1) discount, ideal DCG from every judged document of the query; 0 if none is
+    relevant. Tied scores keep document order."""
     if len(scores_row) != len(doc_ids):
         raise ComparisonError(f"{len(scores_row)} scores for {len(doc_ids)} documents")
-    ideal = _dcg(sorted((2.0**g - 1 for g in qrel.values() if g > 0), reverse=True)[:k])
+    ideal = _dcg(sorted((float(g) for g in qrel.values() if g > 0), reverse=True)[:k])
     if ideal == 0:
         return 0.0
     ranked = [doc_ids[i] for i in _top_k(scores_row, k)]
-    return _dcg([2.0 ** qrel.get(doc_id, 0) - 1 for doc_id in ranked]) / ideal
+    return _dcg([float(max(qrel.get(doc_id, 0), 0)) for doc_id in ranked]) / ideal
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b between two score vectors (ties allowed); NaN when either is constant."""
+    """Kendall's tau-b between two score vectors (ties allowed); NaN when either is constant.
+
+    impact() passes only the documents either side ranks in its top k (top_k_tau)."""
     a64, b64 = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a64.shape != b64.shape:
         raise ComparisonError(f"kendall_tau: {a64.size} scores vs {b64.size}")
@@ -172,6 +176,15 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
         return math.nan
     # concordant - discordant; pairs tied on either side contribute 0
     return float(np.sum(sign_a * sign_b) / math.sqrt(untied_a * untied_b))
+
+
+def top_k_tau(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """kendall_tau over the union of both sides' top k: the ranks a reader sees, not the
+    unranked tail (with 160 documents the tail's pairs would swamp the top 10's)."""
+    if len(a) != len(b):
+        raise ComparisonError(f"top_k_tau: {len(a)} scores vs {len(b)}")
+    shown = np.union1d(_top_k(a, k), _top_k(b, k))
+    return kendall_tau(np.asarray(a)[shown], np.asarray(b)[shown])
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
@@ -206,7 +219,8 @@ def impact(
 ) -> dict[str, Any]:
     """How far apart sides A and B score and rank `rset`; a JSON-ready dict of plain floats.
 
-    Keys: score_delta (max/mean |s_A - s_B| per metric), top{k}_overlap, kendall_tau,
+    Keys: score_delta (max/mean |s_A - s_B| per metric), top{k}_overlap, kendall_tau (over
+    the union of each query's two top k),
     ndcg@{k} and ndcg@{k}_long (queries with a relevant long document) as {a, b, diff = b - a},
     ndcg@{k}_long_docs (only long documents count as relevant), per_query.
     Rankings use `rank_metric`.
@@ -258,7 +272,7 @@ def impact(
                 "ndcg_a": ndcg_a,
                 "ndcg_b": ndcg_b,
                 "overlap": top_k_overlap(rank_a[i], rank_b[i], k),
-                "tau": kendall_tau(rank_a[i], rank_b[i]),
+                "tau": top_k_tau(rank_a[i], rank_b[i], k),
             }
         )
     return {
@@ -274,10 +288,16 @@ def impact(
     }
 
 
-def ndcg_drop_exceeds(impact_dict: dict[str, Any], max_drop: float) -> bool:
-    """True when the overall nDCG@k of B differs from A's by more than max_drop, either way."""
+def ndcg_change(impact_dict: dict[str, Any]) -> float | None:
+    """B's overall nDCG@k minus A's (negative: B ranks worse); None when no query is judged."""
     diff = impact_dict[f"ndcg@{impact_dict.get('k', 10)}"]["diff"]
-    return diff is not None and abs(diff) > max_drop
+    return None if diff is None else float(diff)
+
+
+def ndcg_drop_exceeds(impact_dict: dict[str, Any], max_drop: float) -> bool:
+    """True when B's overall nDCG@k is lower than A's by more than max_drop; a gain never fails."""
+    diff = ndcg_change(impact_dict)
+    return diff is not None and -diff > max_drop
 
 
 def pair_impact(rset: RetrievalSet, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
