@@ -5,17 +5,25 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from parity.errors import ComparisonError, ParityInputError
+from parity.files import sha256_bytes
 
-METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean")
+# Every metric is computed for every text; rel_euclidean (||a-b|| / ||a||, a = the pair's first
+# side) is off (tolerance inf) unless --tol names it, so the three absolute metrics decide by default.
+METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean", "rel_euclidean")
+ABSOLUTE_METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean")  # what a bare --tol sets
+NON_FINITE = "non-finite"  # decided_by / failed_metrics entry for a NaN or Inf row
 DEFAULT_TOL = 5e-3
 WORST_COUNT = 10
+PREVIEW_CHARS = 200
+# describe() keys that name an adapter rather than say what it does to a text
+IDENTITY_KEYS = frozenset({"adapter", "label", "model", "versions", "batch_size"})
 
 
 class SelfComparisonWarning(UserWarning):
@@ -29,21 +37,23 @@ class Tolerance:
     max_abs: float = DEFAULT_TOL
     cosine: float = DEFAULT_TOL
     euclidean: float = DEFAULT_TOL
+    rel_euclidean: float = math.inf  # off unless asked for
 
     @classmethod
     def parse(cls, specs: str | Sequence[str] | None, base: Tolerance | None = None) -> Tolerance:
-        """Parse `--tol 5e-3` or `--tol euclidean=1e-2,max_abs=5e-3` (repeatable); metrics not
-        named keep their value in `base` (default: 5e-3 each)."""
+        """Parse `--tol 5e-3` (sets max_abs, cosine and euclidean) or
+        `--tol rel_euclidean=1e-2,euclidean=off` (repeatable; `off` never fails a text); metrics
+        not named keep their value in `base` (default: 5e-3 each, rel_euclidean off)."""
         base = base or cls()
         if specs is None:
             return base
         if isinstance(specs, str):
             specs = [specs]
-        values = base.as_dict()
+        values = {m: getattr(base, m) for m in METRICS}
         for spec in specs:
             for part in filter(None, (p.strip() for p in spec.split(","))):
                 key, sep, raw = part.rpartition("=")
-                keys = METRICS if not sep else (key.strip(),)
+                keys = ABSOLUTE_METRICS if not sep else (key.strip(),)
                 for k in keys:
                     if k not in values:
                         raise ParityInputError(
@@ -52,8 +62,22 @@ class Tolerance:
                     values[k] = _parse_tol_value(raw, part)
         return cls(**values)
 
+    @classmethod
+    def from_dict(cls, recorded: Mapping[str, float]) -> Tolerance:
+        """A tolerance as as_dict() recorded it (baseline manifest, summary.json): a metric left
+        out was off. An empty record means the defaults."""
+        if not recorded:
+            return cls()
+        return cls(**{m: float(recorded.get(m, math.inf)) for m in METRICS})
+
+    def active(self) -> tuple[str, ...]:
+        """The metrics that can fail a text (those with a finite tolerance)."""
+        return tuple(m for m in METRICS if not math.isinf(getattr(self, m)))
+
     def as_dict(self) -> dict[str, float]:
-        return {m: getattr(self, m) for m in METRICS}
+        """The tolerances in force; a metric that is off is left out, so the default is exactly
+        {max_abs, cosine, euclidean} and an older reader (or baseline) sees what it knows."""
+        return {m: getattr(self, m) for m in self.active()}
 
     def within(self, per_text: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per text: every metric finite and at or below its tolerance."""
@@ -64,20 +88,24 @@ class Tolerance:
 
 
 def _parse_tol_value(raw: str, part: str) -> float:
+    if raw.strip().lower() == "off":
+        return math.inf
     try:
         value = float(raw)
     except ValueError:
         raise ParityInputError(f"--tol {part!r}: {raw!r} is not a number") from None
     if not value >= 0 or math.isinf(value):
-        raise ParityInputError(f"--tol {part!r}: a tolerance must be a finite number >= 0")
+        raise ParityInputError(f"--tol {part!r}: a tolerance must be a finite number >= 0, or off")
     return value
 
 
 def deltas(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-row max-abs, cosine distance (1 - cos) and Euclidean distance between a and b.
+    """Per-row max-abs, cosine distance (1 - cos), Euclidean distance and relative Euclidean
+    distance ||a-b|| / ||a|| between a and b.
 
     Computed in float64. A row with NaN/Inf on either side gets NaN in every metric.
-    A zero vector has cosine distance 1 to anything but another zero vector (0).
+    A zero vector has cosine distance 1 to anything but another zero vector (0); a zero row of
+    `a` has rel_euclidean 0 against another zero row and inf against anything else.
     """
     if a.ndim != 2 or b.ndim != 2:
         raise ComparisonError(f"expected 2-d arrays, got shapes {a.shape} and {b.shape}")
@@ -103,7 +131,9 @@ def deltas(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         cos = (x * y).sum(axis=1) / (nx * ny)
     cosine = np.where(both_zero, 0.0, np.where((nx == 0) | (ny == 0), 1.0, 1.0 - cos))
     cosine = np.clip(cosine, 0.0, 2.0)
-    out = {"max_abs": max_abs, "cosine": cosine, "euclidean": euclidean}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.where(nx > 0, euclidean / nx, np.where(euclidean > 0, np.inf, 0.0))
+    out = {"max_abs": max_abs, "cosine": cosine, "euclidean": euclidean, "rel_euclidean": relative}
     for values in out.values():
         values[~finite] = np.nan
     return out
@@ -125,12 +155,10 @@ class MetricStats:
         if np.isnan(values).any():
             nan = float("nan")
             return cls(nan, nan, nan, nan)
-        return cls(
-            float(values.max()),
-            float(values.mean()),
-            float(np.percentile(values, 50)),
-            float(np.percentile(values, 99)),
-        )
+        with np.errstate(invalid="ignore"):  # inf - inf between two inf rel_euclidean values
+            p50, p99 = (float(np.percentile(values, q)) for q in (50, 99))
+        p50, p99 = (math.inf if math.isnan(p) else p for p in (p50, p99))
+        return cls(float(values.max()), float(values.mean()), p50, p99)
 
     def as_dict(self) -> dict[str, float | None]:
         return {k: _json_float(v) for k, v in vars(self).items()}
@@ -140,31 +168,51 @@ def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def text_preview(text: str, limit: int = PREVIEW_CHARS) -> dict[str, Any]:
+    """What summary.json keeps of a text: the first `limit` characters (+ "…" when cut), its
+    sha256 (of the UTF-8 bytes) and its length in characters, never the whole text."""
+    truncated = len(text) > limit
+    return {
+        "text": text[:limit] + "…" if truncated else text,
+        "text_sha256": sha256_bytes(text.encode("utf-8", "surrogatepass")),
+        "text_length": len(text),
+        "truncated": truncated,
+    }
+
+
 @dataclass
 class TextDelta:
-    """The deltas of one text for one pair, and why it failed (empty when it passed)."""
+    """The deltas of one text for one pair, and why it failed (both lists empty when it passed):
+    `failed_metrics` names each metric over its tolerance, or is ["non-finite"] for NaN/Inf."""
 
     index: int
     text: str
     max_abs: float
     cosine: float
     euclidean: float
+    rel_euclidean: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    failed_metrics: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON form; `text` is a preview (see text_preview), not the whole text."""
         return {
             "index": self.index,
-            "text": self.text,
-            "max_abs": _json_float(self.max_abs),
-            "cosine": _json_float(self.cosine),
-            "euclidean": _json_float(self.euclidean),
+            **text_preview(self.text),
+            **{m: _json_float(getattr(self, m)) for m in METRICS},
             "reasons": self.reasons,
+            "failed_metrics": self.failed_metrics,
         }
 
 
 @dataclass
 class PairResult:
-    """Comparison of two adapters over the same texts. Truthy when every text is within tolerance."""
+    """Comparison of two adapters over the same texts. Truthy when every text is within tolerance.
+
+    `nonfinite` maps a side's label (a or b) to the indices of the texts whose vector on that
+    side holds NaN or Inf (only sides that have any; {} when every vector is finite). Those texts
+    always fail; diagnosis turns them into the cause "non-finite".
+    """
 
     a: str
     b: str
@@ -175,6 +223,7 @@ class PairResult:
     causes: list[dict[str, Any]] = field(default_factory=list)
     diagnosis: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    nonfinite: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -196,15 +245,29 @@ class PairResult:
 
     def delta(self, index: int) -> TextDelta:
         values = {m: float(self.per_text[m][index]) for m in METRICS}
-        reasons = []
+        reasons, failed = [], []
         if any(math.isnan(v) for v in values.values()):
-            reasons.append("non-finite values (NaN or Inf) in an embedding")
+            sides = [label for label, rows in self.nonfinite.items() if index in rows]
+            where = f" from {' and '.join(sides)}" if sides else ""
+            reasons.append(f"non-finite values (NaN or Inf) in an embedding{where}")
+            failed.append(NON_FINITE)
         else:
-            for m in METRICS:
+            for m in self.tolerance.active():
                 tol = getattr(self.tolerance, m)
                 if values[m] > tol:
                     reasons.append(f"{m} {values[m]:.3g} > {tol:.3g}")
-        return TextDelta(index, self.texts[index], reasons=reasons, **values)
+                    failed.append(m)
+        return TextDelta(index, self.texts[index], reasons=reasons, failed_metrics=failed, **values)
+
+    def decided_by(self) -> dict[str, int]:
+        """Per metric in force (and "non-finite"): how many failing texts it failed. A text over
+        several tolerances counts under each, so the counts may add up to more than failures."""
+        nan = np.isnan(self.per_text[METRICS[0]])
+        counts = {
+            m: int((~nan & (self.per_text[m] > getattr(self.tolerance, m))).sum())
+            for m in self.tolerance.active()
+        }
+        return {**counts, NON_FINITE: int(nan.sum())}
 
     def worst(self, count: int = WORST_COUNT) -> list[TextDelta]:
         """The texts with the largest Euclidean delta (non-finite ones first)."""
@@ -229,7 +292,7 @@ class PairResult:
         worst = self.worst(1)[0]
         return (
             f"{self.a} vs {self.b}: {verdict}; worst text #{worst.index} {worst.text[:60]!r}: "
-            + ", ".join(f"{m}={getattr(worst, m):.3g}" for m in METRICS)
+            + ", ".join(f"{m}={getattr(worst, m):.3g}" for m in self.tolerance.active())
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -242,6 +305,8 @@ class PairResult:
             "failures": self.failures,
             "stats": {m: s.as_dict() for m, s in stats.items()},
             "min_tolerance": self.min_tolerance(stats),
+            "decided_by": self.decided_by(),
+            "nonfinite": self.nonfinite,
             "worst": [d.as_dict() for d in self.worst()],
             "causes": self.causes,
             **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
@@ -250,9 +315,9 @@ class PairResult:
 
 
 def metric_lines(delta: TextDelta, tolerance: Tolerance) -> list[str]:
-    """One line per metric: obtained, tolerance, FAIL or ok (pytest-regressions style)."""
+    """One line per metric in force: obtained, tolerance, FAIL or ok (pytest-regressions style)."""
     lines = []
-    for m in METRICS:
+    for m in tolerance.active():
         value, limit = getattr(delta, m), getattr(tolerance, m)
         verdict = "FAIL" if not value <= limit else "ok"
         lines.append(f"  {m:9s} obtained {value:.4g}  tolerance {limit:.4g}  {verdict}")
@@ -275,7 +340,13 @@ def compare_pair(
         raise ComparisonError(f"{a_label} vs {b_label}: {exc}") from None
     if len(texts) != a.shape[0]:
         raise ComparisonError(f"{len(texts)} texts but {a.shape[0]} vectors")
-    return PairResult(a_label, b_label, tolerance, per_text, texts, ~tolerance.within(per_text))
+    nonfinite = {}
+    for label, vectors in ((a_label, a), (b_label, b)):
+        rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if rows.size:
+            nonfinite[label] = [int(i) for i in rows]
+    failing = ~tolerance.within(per_text)
+    return PairResult(a_label, b_label, tolerance, per_text, texts, failing, nonfinite=nonfinite)
 
 
 @dataclass
@@ -296,11 +367,22 @@ class Comparison:
         return "\n".join(str(p) for p in self.pairs)
 
 
+def setting_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """describe() keys both sides report with different values, ignoring the ones that only
+    name an adapter (label, adapter, model, versions, batch_size)."""
+    return [k for k in a if k in b and k not in IDENTITY_KEYS and a[k] != b[k]]
+
+
+# exercised(a_label, b_label, differing keys) -> how the texts exercise the difference, or None
+Exercised = Callable[[str, str, list[str]], "str | None"]
+
+
 def compare_all(
     embeddings: Mapping[str, np.ndarray],
     texts: Sequence[str],
     tolerance: Tolerance | None = None,
     configs: Mapping[str, Mapping[str, Any]] | None = None,
+    exercised: Exercised | None = None,
 ) -> Comparison:
     """Compare every pair of adapters (in the given order) and warn on self-comparison."""
     tolerance = tolerance or Tolerance()
@@ -308,13 +390,31 @@ def compare_all(
     for a_label, b_label in itertools.combinations(embeddings, 2):
         a, b = embeddings[a_label], embeddings[b_label]
         pairs.append(compare_pair(a_label, a, b_label, b, texts, tolerance))
-        configs_differ = configs is None or configs.get(a_label) != configs.get(b_label)
-        if len(texts) and configs_differ and a.shape == b.shape and np.array_equal(a, b):
-            warnings.warn(
-                f"{a_label} and {b_label} are configured differently but returned bit-identical "
-                f"vectors for all {len(texts)} texts: one is probably wired to the other "
-                "(or the texts never exercise their difference)",
-                SelfComparisonWarning,
-                stacklevel=2,
-            )
+        if len(texts) and a.shape == b.shape and np.array_equal(a, b):
+            _warn_if_wired(a_label, b_label, len(texts), configs, exercised)
     return Comparison(pairs, tolerance)
+
+
+def _warn_if_wired(
+    a_label: str,
+    b_label: str,
+    n: int,
+    configs: Mapping[str, Mapping[str, Any]] | None,
+    exercised: Exercised | None,
+) -> None:
+    """Bit-identical vectors: warn when the settings differ (setting_differences) and
+    `exercised` (when given) says how the texts exercise that difference."""
+    if configs is None:
+        differing = ["configs unknown"]
+    else:
+        differing = setting_differences(configs.get(a_label, {}), configs.get(b_label, {}))
+    how = exercised(a_label, b_label, differing) if exercised and differing else ""
+    if not differing or how is None:
+        return
+    warnings.warn(
+        f"{a_label} and {b_label} are configured differently ({', '.join(differing)}) but "
+        f"returned bit-identical vectors for all {n} texts{f', although {how}' if how else ''}: "
+        "one is probably wired to the other",
+        SelfComparisonWarning,
+        stacklevel=3,
+    )

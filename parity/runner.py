@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -12,12 +12,14 @@ from typing import Any, TextIO
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
-from parity.compare import Comparison, Tolerance, compare_all
+from parity.compare import Comparison, Exercised, Tolerance, compare_all
 from parity.errors import ParityInputError
 from parity.modelinfo import resolve_model
 from parity.retrieval import RetrievalSet, pair_impact
 
 CHUNK = 512
+# describe() keys whose differences show in an adapter's token strings (adapter.tokenize)
+TOKEN_KEYS = frozenset({"preprocessing", "instruction", "tokenizer", "max_length"})
 
 
 class Progress:
@@ -76,13 +78,34 @@ def require_two(specs: Sequence[AdapterSpec]) -> None:
 @dataclass
 class Embedded:
     """Vectors, effective configs and timings of several adapters over one text list (and the
-    retrieval set's vectors, empty when none was embedded)."""
+    retrieval set's vectors, empty when none was embedded), and each adapter's token strings
+    per text (None where the adapter cannot say)."""
 
     embeddings: dict[str, np.ndarray]
     configs: dict[str, dict[str, Any]]
     timings: dict[str, dict[str, float]]
     adapters: dict[str, Adapter]
     retrieval: dict[str, np.ndarray]
+    tokens: dict[str, list[tuple[str, ...]] | None] = field(default_factory=dict)
+
+
+def token_exercise(tokens: Mapping[str, list[tuple[str, ...]] | None]) -> Exercised:
+    """The self-comparison check for compare_all: two adapters that returned bit-identical
+    vectors exercise their configuration difference when a setting outside TOKEN_KEYS differs
+    (pooling, normalize, dtype ...), or when their tokens differ on some text. Identical tokens
+    on every text (a WordPiece tokenizer drops the "\n" LangChain replaces) -> None: no warning."""
+
+    def exercised(a: str, b: str, differing: list[str]) -> str | None:
+        beyond_tokens = [k for k in differing if k not in TOKEN_KEYS]
+        if beyond_tokens:
+            return f"{', '.join(beyond_tokens)} should change the vectors"
+        a_tokens, b_tokens = tokens.get(a), tokens.get(b)
+        if a_tokens is None or b_tokens is None:
+            return ""  # cannot tell: warn, as before
+        differ = sum(x != y for x, y in zip(a_tokens, b_tokens, strict=True))
+        return f"their tokens differ on {differ} of {len(a_tokens)} texts" if differ else None
+
+    return exercised
 
 
 def embed_specs(
@@ -109,6 +132,9 @@ def embed_specs(
             if retrieval is not None:
                 embedded.retrieval[spec.label] = vectors[len(texts) :]
             embedded.configs[spec.label] = adapter.describe()
+            tokens = adapter.tokenize(texts)
+            embedded.tokens[spec.label] = None if tokens is None else [tuple(t) for t in tokens]
+            report_nonfinite(spec.label, vectors[: len(texts)], progress)
         finally:
             if not keep_adapters:
                 adapter.close()
@@ -119,6 +145,16 @@ def embed_specs(
             "embed_s": adapter.embed_seconds,
         }
     return embedded
+
+
+def report_nonfinite(label: str, vectors: np.ndarray, progress: Callable[[str], None]) -> None:
+    """Say so when an adapter returned NaN/Inf vectors: they are findings (failing texts)."""
+    bad = int((~np.isfinite(vectors).all(axis=1)).sum())
+    if bad:
+        progress(
+            f"{label}: {bad} of {len(vectors)} vectors contain NaN or Inf "
+            "(reported as failing texts, cause non-finite)"
+        )
 
 
 def run(
@@ -144,7 +180,9 @@ def run(
     )
     embeddings = embedded.embeddings
     progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")
-    comparison = compare_all(embeddings, texts, tolerance, embedded.configs)
+    comparison = compare_all(
+        embeddings, texts, tolerance, embedded.configs, token_exercise(embedded.tokens)
+    )
     if retrieval is not None:
         for pair in comparison.pairs:
             pair.extra["retrieval"] = pair_impact(

@@ -46,7 +46,7 @@ def test_run_passes_and_writes_the_contract(
     assert {"label", "name", "config"} <= set(summary["adapters"][0])
     pair = summary["pairs"][0]
     assert CONTRACT_PAIR_KEYS <= set(pair)
-    assert set(pair["stats"]) == {"max_abs", "cosine", "euclidean"}
+    assert set(pair["stats"]) == {"max_abs", "cosine", "euclidean", "rel_euclidean"}
     assert set(pair["stats"]["euclidean"]) == {"max", "mean", "p50", "p99"}
     assert {"index", "text", "max_abs", "cosine", "euclidean"} <= set(pair["worst"][0])
     assert pair["n"] == 4 and pair["failures"] == 0

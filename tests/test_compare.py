@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
+from parity.adapters import REGISTRY, parse_specs
+from parity.adapters.base import Adapter, Option
 from parity.compare import (
     SelfComparisonWarning,
     Tolerance,
@@ -14,6 +22,7 @@ from parity.compare import (
     deltas,
 )
 from parity.errors import ComparisonError, ParityInputError
+from parity.runner import run
 
 
 def test_deltas_match_hand_computed_values() -> None:
@@ -41,7 +50,9 @@ def test_nan_row_fails_with_reason_and_other_rows_are_unaffected() -> None:
     assert not pair
     worst = pair.worst(1)[0]
     assert worst.index == 1
-    assert worst.reasons == ["non-finite values (NaN or Inf) in an embedding"]
+    assert worst.reasons == ["non-finite values (NaN or Inf) in an embedding from a"]
+    assert worst.failed_metrics == ["non-finite"]
+    assert pair.nonfinite == {"a": [1]}
     assert pair.as_dict()["stats"]["max_abs"]["max"] is None
 
 
@@ -126,3 +137,114 @@ def test_identical_configs_do_not_warn() -> None:
             {"a": vectors, "b": vectors}, ["x", "y"], configs={"a": {"k": 1}, "b": {"k": 1}}
         )
     assert result.passed
+
+
+def test_configs_that_differ_only_in_label_adapter_or_versions_do_not_warn() -> None:
+    vectors = np.ones((2, 4), dtype=np.float32)
+    same = {"pooling": "mean", "normalize": True}
+    configs = {
+        "a": {**same, "label": "a", "adapter": "custom", "versions": {"torch": "1"}},
+        "b": {**same, "label": "b", "adapter": "sbert", "versions": {"torch": "2"}},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compare_all({"a": vectors, "b": vectors}, ["x", "y"], configs=configs)
+
+
+def test_a_long_worst_text_is_kept_as_preview_hash_and_length() -> None:
+    text = "é" * 2_000_000 + "end"
+    pair = compare_pair("a", np.zeros((1, 2)), "b", np.ones((1, 2)), [text])
+    worst = pair.as_dict()["worst"][0]
+    assert worst["text"] == "é" * 200 + "…"
+    assert worst["text_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert (worst["text_length"], worst["truncated"]) == (2_000_003, True)
+    assert len(json.dumps(pair.as_dict())) < 5_000
+    short = compare_pair("a", np.zeros((1, 2)), "b", np.ones((1, 2)), ["hi"]).as_dict()
+    assert (short["worst"][0]["text"], short["worst"][0]["truncated"]) == ("hi", False)
+
+
+class TokenDouble(Adapter):
+    """Test double wired to one vector source: `strip` changes its tokens (and describe()),
+    never its vectors, as a side wired to the other side's outputs would."""
+
+    name = "token-double"
+    summary = "test double"
+    options: ClassVar[dict[str, Option]] = {
+        "strip": Option(False, "strip", lambda r: r == "true"),
+        "pooling": Option("mean", "pooling"),
+    }
+
+    def _load(self) -> None:
+        pass
+
+    def _embed(self, texts: list[str]) -> Any:
+        return np.stack([np.full(3, float(len(t))) for t in texts])
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        return [list(t.strip() if self.config["strip"] else t) for t in texts]
+
+    def _describe(self) -> dict[str, Any]:
+        steps = ["strip"] if self.config["strip"] else []
+        return {"preprocessing": steps, "pooling": self.config["pooling"]}
+
+
+@pytest.mark.parametrize(
+    ("second", "texts", "expected"),
+    [
+        ("token-double:strip=true", ["x", " y "], "although their tokens differ on 1 of 2 texts"),
+        ("token-double:strip=true", ["x", "y"], None),  # the difference is never exercised
+        ("token-double:pooling=cls", ["x", "y"], "although pooling should change the vectors"),
+    ],
+)
+def test_self_comparison_warns_only_when_the_texts_exercise_the_difference(
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_models: dict[str, Path],
+    second: str,
+    texts: list[str],
+    expected: str | None,
+) -> None:
+    monkeypatch.setitem(REGISTRY, "token-double", TokenDouble)
+    specs = parse_specs(["token-double", second])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(specs, texts, model=tiny_models["wordpiece"])
+    messages = [str(w.message) for w in caught if w.category is SelfComparisonWarning]
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and expected in messages[0], messages
+
+
+def test_langchain_newline_on_wordpiece_is_not_a_self_comparison(
+    tiny_models: dict[str, Path],
+) -> None:
+    """LangChain replaces "\\n" with " ", which a WordPiece tokenizer cannot tell apart: the
+    vectors are bit-identical and that is no sign of miswiring (every default run warned)."""
+    texts = ["line one\nline two", "a\n\nb", "plain"]
+    specs = parse_specs(["sentence-transformers", "langchain"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SelfComparisonWarning)
+        result = run(specs, texts, model=tiny_models["wordpiece"])
+    a, b = result.embeddings.values()
+    assert np.array_equal(a, b)
+    assert (
+        result.configs["langchain"]["preprocessing"]
+        != result.configs["sentence-transformers"]["preprocessing"]
+    )
+
+
+def test_custom_lowercases_when_the_model_says_do_lower_case(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    model = Path(shutil.copytree(tiny_models["bpe"], tmp_path / "lower"))
+    config = json.loads((model / "sentence_bert_config.json").read_text())
+    (model / "sentence_bert_config.json").write_text(json.dumps({**config, "do_lower_case": True}))
+    texts = ["Hello World", "The QUICK Cat", "ΟΔΟΣ", "already lower"]
+    specs = parse_specs(["sentence-transformers", "custom", "custom:lowercase=false"])
+    result = run(specs, texts, model=model)
+    st_vs_custom, st_vs_cased = result.comparison.pairs[0], result.comparison.pairs[1]
+    assert st_vs_custom.passed, str(st_vs_custom)
+    assert st_vs_cased.failing_indices() == [0, 1, 2]
+    assert result.configs["custom"]["preprocessing"] == ["lowercase"]
+    assert result.configs["custom:lowercase=false"]["preprocessing"] == []
+    assert "lowercase" in result.configs["sentence-transformers"]["preprocessing"]

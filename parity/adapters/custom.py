@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -46,6 +46,11 @@ class CustomAdapter(Adapter):
             "auto", "unit-normalize; auto = whether the model has Normalize", parse_auto_bool
         ),
         "instruction": Option("", "prefix added to every text"),
+        "lowercase": Option(
+            "auto",
+            "lowercase in the tokenizer; auto = the model's do_lower_case",
+            parse_auto_bool,
+        ),
         "batch_size": Option(32, "texts per forward pass (sorted by length)", int),
     }
 
@@ -64,6 +69,10 @@ class CustomAdapter(Adapter):
         self.dtype = torch_dtype(self.config["dtype"])
         self.device = self.config["device"]
         self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        lowercase = self.config["lowercase"]
+        self.lowercase = info.do_lower_case if lowercase == "auto" else bool(lowercase)
+        if self.lowercase:
+            lowercase_tokenizer(self.tokenizer)
         self.net = AutoModel.from_pretrained(self.model, dtype=self.dtype).to(self.device).eval()
         self._torch = torch
         self.last_stages: dict[str, Any] = {}
@@ -136,6 +145,8 @@ class CustomAdapter(Adapter):
         steps = ["strip"] if self.config["strip"] else []
         if self.config["instruction"]:
             steps.append(f"prefix {self.config['instruction']!r}")
+        if self.lowercase:
+            steps.append("lowercase")
         return {
             "preprocessing": steps,
             "tokenizer": type(self.tokenizer).__name__,
@@ -146,3 +157,26 @@ class CustomAdapter(Adapter):
             "instruction": self.config["instruction"],
             "batch_size": self.config["batch_size"],
         }
+
+
+def lowercase_tokenizer(tokenizer: Any) -> None:
+    """Lowercase as sentence-transformers does for do_lower_case (Transformer.__init__): put a
+    Lowercase normalizer in front of a fast tokenizer's own, or set a slow one's flag. Not
+    str.lower(): the normalizer differs from it (a final sigma, recent Unicode letters)."""
+    if not tokenizer.is_fast:
+        try:
+            tokenizer.do_lower_case = True
+        except AttributeError:
+            tokenizer.basic_tokenizer.do_lower_case = True
+        return
+    from tokenizers.normalizers import Lowercase
+    from tokenizers.normalizers import Sequence as NormalizerSequence
+
+    backend = tokenizer.backend_tokenizer
+    normalizer = backend.normalizer
+    inner: list[Any] = [normalizer]
+    if isinstance(normalizer, NormalizerSequence):
+        inner = list(cast(Any, normalizer))  # iterable at runtime; the stubs do not say so
+    if any(isinstance(n, Lowercase) for n in inner):
+        return
+    backend.normalizer = NormalizerSequence([Lowercase(), *(n for n in inner if n is not None)])

@@ -69,8 +69,9 @@ class LangChainAdapter(Adapter):
 
     def _describe(self) -> dict[str, Any]:
         st = self._client()
+        lowercase = ["lowercase"] if getattr(st[0], "do_lower_case", False) else []
         return {
-            "preprocessing": [NEWLINE_STEP],
+            "preprocessing": [NEWLINE_STEP, *lowercase],
             "tokenizer": type(st.tokenizer).__name__,
             "max_length": st.max_seq_length,
             "pooling": pooling_mode(st),

@@ -115,6 +115,8 @@ class SentenceTransformersAdapter(Adapter):
         steps = ["strip"] if self.strips() else []
         if self.config["prompt"]:
             steps.append(f"prefix {self.config['prompt']!r}")
+        if getattr(self.st[0], "do_lower_case", False):
+            steps.append("lowercase")  # do_lower_case: a Lowercase normalizer in the tokenizer
         normalize = self.config["normalize"]
         return {
             "preprocessing": steps,

@@ -18,6 +18,7 @@ CAUSES = (
     "pooling",
     "normalization",
     "dtype",
+    "non-finite",
     "instruction",
     "batch-noise",
     "model-files",
@@ -37,6 +38,7 @@ STAGE_OF = {
     "pooling": "pooled",
     "normalization": "normalized",
     "dtype": "token_embeddings",
+    "non-finite": "token_embeddings",  # NaN/Inf rows, usually fp16 overflow
     "batch-noise": "token_embeddings",
     "model-files": "token_embeddings",
     "library-version": None,

@@ -21,6 +21,18 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", "\\n")
 
 
+def _tol(tolerance: dict[str, Any], metric: str) -> str:
+    """A metric's tolerance as written; a metric left out of summary.json is off."""
+    value = tolerance.get(metric)
+    return "off" if value is None else f"{value:g}"
+
+
+def _decided(pair: dict[str, Any]) -> str:
+    """Which metrics failed the pair's failing texts, e.g. 'euclidean 12, max_abs 3'."""
+    counts = pair.get("decided_by") or {}
+    return ", ".join(f"{m} {n}" for m, n in counts.items() if n) or "-"
+
+
 def _preview(text: str, limit: int = 70) -> str:
     shown = repr(text if len(text) <= limit else text[:limit] + "…")
     return "`" + shown.replace("`", "'").replace("|", "\\|") + "`"
@@ -39,7 +51,7 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
         verdict = f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
     lines += [f"**{verdict}**", ""]
     lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
-    lines += ["- tolerance: " + ", ".join(f"{m} {tol[m]:g}" for m in METRICS), ""]
+    lines += ["- tolerance: " + ", ".join(f"{m} {_tol(tol, m)}" for m in METRICS), ""]
     if summary.get("baseline"):
         lines += baseline_lines(summary["baseline"])
     configs = {a["label"]: a["config"] for a in summary["adapters"]}
@@ -47,62 +59,9 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     lines += ["|" + "---|" * (len(CONFIG_KEYS) + 1)]
     for label, config in configs.items():
         lines.append(f"| {label} | " + " | ".join(_cell(config.get(k)) for k in CONFIG_KEYS) + " |")
-    lines += [
-        "",
-        "## Pairs",
-        "",
-        "| pair | verdict | failing texts | " + " | ".join(f"max {m}" for m in METRICS) + " |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines += pairs_table(summary["pairs"])
     for pair in summary["pairs"]:
-        verdict = "pass" if pair["passed"] else "**FAIL**"
-        stats = " | ".join(_num(pair["stats"][m]["max"]) for m in METRICS)
-        lines.append(
-            f"| {pair['a']} vs {pair['b']} | {verdict} | {pair['failures']}/{pair['n']} | {stats} |"
-        )
-    for pair in summary["pairs"]:
-        lines += ["", f"## {pair['a']} vs {pair['b']}", ""]
-        lines.append("| metric | max | mean | p50 | p99 | tolerance |")
-        lines.append("|---|---|---|---|---|---|")
-        for m in METRICS:
-            s = pair["stats"][m]
-            lines.append(
-                f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
-                f"{_num(s['p99'])} | {tol[m]:g} |"
-            )
-        a_config = pair.get("baseline_config") or configs.get(pair["a"], {})
-        diffs = config_differences(a_config, configs.get(pair["b"], {}))
-        if diffs:
-            lines += ["", "Effective settings that differ:", ""]
-            lines += [
-                f"- {k}: {pair['a']} = `{_cell(va)}`, {pair['b']} = `{_cell(vb)}`"
-                for k, va, vb in diffs
-            ]
-        if pair.get("causes"):
-            lines += ["", "### Why they differ", ""]
-            stage = pair.get("diagnosis", {}).get("first_stage")
-            if stage:
-                lines += [f"First stage that differs: `{stage}`.", ""]
-            for cause in pair["causes"]:
-                lines.append(
-                    f"- **{cause['cause']}** ({cause['explained']} texts, stage "
-                    f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}"
-                )
-        if pair["passed"]:
-            continue
-        lines += [
-            "",
-            f"Worst texts ({pair['failures']} of {pair['n']} fail):",
-            "",
-            "| # | text | max_abs | cosine | euclidean | why it fails |",
-            "|---|---|---|---|---|---|",
-        ]
-        for w in pair["worst"]:
-            reasons = "; ".join(w.get("reasons", [])) or "within tolerance"
-            lines.append(
-                f"| {w['index']} | {_preview(w['text'])} | {_num(w['max_abs'])} | "
-                f"{_num(w['cosine'])} | {_num(w['euclidean'])} | {reasons} |"
-            )
+        lines += pair_lines(pair, tol, configs)
     lines += retrieval_lines(summary["pairs"])
     if summary.get("outlier"):
         lines += [
@@ -113,6 +72,82 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     for section in summary.get("extra_sections", []):
         lines += ["", section]
     return "\n".join(lines) + "\n"
+
+
+def pairs_table(pairs: list[dict[str, Any]]) -> list[str]:
+    """One row per pair: verdict, failing texts, the metrics that failed them, max per metric."""
+    lines = [
+        "",
+        "## Pairs",
+        "",
+        "| pair | verdict | failing texts | failed by | "
+        + " | ".join(f"max {m}" for m in METRICS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(METRICS),
+    ]
+    for pair in pairs:
+        verdict = "pass" if pair["passed"] else "**FAIL**"
+        stats = " | ".join(_num(pair["stats"].get(m, {}).get("max")) for m in METRICS)
+        lines.append(
+            f"| {pair['a']} vs {pair['b']} | {verdict} | {pair['failures']}/{pair['n']} | "
+            f"{_decided(pair)} | {stats} |"
+        )
+    return lines
+
+
+def pair_lines(
+    pair: dict[str, Any], tol: dict[str, Any], configs: dict[str, dict[str, Any]]
+) -> list[str]:
+    """One pair's section: metric statistics, settings that differ, causes, worst texts."""
+    lines = ["", f"## {pair['a']} vs {pair['b']}", ""]
+    lines.append("| metric | max | mean | p50 | p99 | tolerance |")
+    lines.append("|---|---|---|---|---|---|")
+    for m in (m for m in METRICS if m in pair["stats"]):
+        s = pair["stats"][m]
+        lines.append(
+            f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
+            f"{_num(s['p99'])} | {_tol(tol, m)} |"
+        )
+    a_config = pair.get("baseline_config") or configs.get(pair["a"], {})
+    diffs = config_differences(a_config, configs.get(pair["b"], {}))
+    if diffs:
+        lines += ["", "Effective settings that differ:", ""]
+        lines += [
+            f"- {k}: {pair['a']} = `{_cell(va)}`, {pair['b']} = `{_cell(vb)}`"
+            for k, va, vb in diffs
+        ]
+    if pair.get("causes"):
+        lines += ["", "### Why they differ", ""]
+        stage = pair.get("diagnosis", {}).get("first_stage")
+        if stage:
+            lines += [f"First stage that differs: `{stage}`.", ""]
+        for cause in pair["causes"]:
+            name = "+".join([cause["cause"], *cause.get("also", [])])
+            evidence = cause.get("evidence", "measured")
+            marker = "inferred: " if evidence == "inferred" else ""
+            basis = f" ({evidence}: {cause['basis']})" if cause.get("basis") else ""
+            lines.append(
+                f"- {marker}**{name}** ({cause['explained']} texts, stage "
+                f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}{basis}"
+            )
+    return lines if pair["passed"] else lines + worst_lines(pair)
+
+
+def worst_lines(pair: dict[str, Any]) -> list[str]:
+    """The worst texts of a failing pair, each with its metrics and why it fails."""
+    lines = [
+        "",
+        f"Worst texts ({pair['failures']} of {pair['n']} fail; failing texts by the metric "
+        f"over its tolerance: {_decided(pair)}):",
+        "",
+        "| # | text | " + " | ".join(METRICS) + " | why it fails |",
+        "|---|---|" + "---|" * len(METRICS) + "---|",
+    ]
+    for w in pair["worst"]:
+        reasons = "; ".join(w.get("reasons", [])) or "within tolerance"
+        values = " | ".join(_num(w.get(m)) for m in METRICS)
+        lines.append(f"| {w['index']} | {_preview(w['text'])} | {values} | {reasons} |")
+    return lines
 
 
 def baseline_lines(baseline: dict[str, Any]) -> list[str]:
@@ -132,8 +167,12 @@ def baseline_lines(baseline: dict[str, Any]) -> list[str]:
             f"| {label} | {entry['baseline_adapter']} | {verdict} | "
             f"{entry['failures']}/{entry['n']} | {_num(entry['max_abs'])} |"
         )
+    overridden = baseline.get("overridden") or {}
+    if overridden:
+        lines += ["", "Overridden (the other adapters were gated as recorded):", ""]
+        lines += [f"- `{k}` gated as `{v}`" for k, v in overridden.items()]
     gating = [
-        f"- **{label}**: nDCG@10 moved more than {baseline['max_ndcg_drop']:g} from the baseline"
+        f"- **{label}**: nDCG@10 dropped more than {baseline['max_ndcg_drop']:g} from the baseline"
         for label in baseline.get("ndcg_failures", [])
     ]
     gating += [
@@ -142,6 +181,10 @@ def baseline_lines(baseline: dict[str, Any]) -> list[str]:
     ]
     if gating:
         lines += ["", "Also failing the gate:", "", *gating]
+    gains = baseline.get("ndcg_gains") or {}
+    if gains:
+        lines += ["", "nDCG@10 rose (reported, not a failure):", ""]
+        lines += [f"- {label}: +{gain:.3g}" for label, gain in gains.items()]
     lines += ["", "Environment against the manifest:", ""]
     lines += [f"- {line}" for line in baseline["environment_diff"]] or ["- unchanged"]
     if baseline.get("retrieval_note"):
@@ -162,7 +205,7 @@ def gate_verdict(baseline: dict[str, Any]) -> str:
         )
     parts = [f"drifted: {', '.join(baseline['drifted'])}"] if baseline["drifted"] else []
     if baseline.get("ndcg_failures"):
-        parts.append(f"nDCG@10 moved: {', '.join(baseline['ndcg_failures'])}")
+        parts.append(f"nDCG@10 dropped: {', '.join(baseline['ndcg_failures'])}")
     if baseline.get("newly_failing_pairs"):
         parts.append(f"newly failing: {', '.join(baseline['newly_failing_pairs'])}")
     return "FAIL: " + "; ".join(parts)
