@@ -184,6 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     _add_no_retrieval(run_parser)
+    _add_fuzz(sub)
+    diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
+    _add_common(diagnose_parser)
+    _add_no_retrieval(diagnose_parser)
+    _add_baseline(sub)
+    _add_gate(sub)
+    listing = sub.add_parser(
+        "list-adapters", help="adapters, their options and defaults, availability here"
+    )
+    _add_debug(listing)
+    tiny = sub.add_parser("tiny-model", help="build a small whitespace-sensitive test model")
+    _add_debug(tiny)
+    tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--out", required=True, metavar="DIR")
+    return parser
+
+
+def _add_fuzz(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fuzz = sub.add_parser("fuzz", help="search generated texts for a divergence and shrink it")
     _add_common(fuzz, texts=False)
     fuzz.add_argument(
@@ -212,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="fixtures/regressions.jsonl",
         help="append minimal failing texts here ('' to skip)",
     )
-    diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
-    _add_common(diagnose_parser)
-    _add_no_retrieval(diagnose_parser)
+
+
+def _add_baseline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     baseline = sub.add_parser("baseline", help="record today's vectors for `parity gate`")
     _add_debug(baseline)
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
@@ -227,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace an existing baseline (kept as DIR.prev)"
     )
     _add_no_retrieval(create)
+
+
+def _add_gate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gate = sub.add_parser("gate", help="check today's vectors against a baseline")
     gate.add_argument("--baseline", required=True, metavar="DIR", help="made by `baseline create`")
     _add_common(gate, recorded=True)
@@ -244,16 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="record today's vectors as the new baseline (the old one is kept as DIR.prev)",
     )
     gate.add_argument("--no-diagnose", action="store_true", help="skip explaining the drift")
-    listing = sub.add_parser(
-        "list-adapters", help="adapters, their options and defaults, availability here"
-    )
-    _add_debug(listing)
-    tiny = sub.add_parser("tiny-model", help="build a small whitespace-sensitive test model")
-    _add_debug(tiny)
-    tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--out", required=True, metavar="DIR")
-    return parser
 
 
 def _load_texts(path: str | None) -> list[str]:

@@ -267,3 +267,23 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == "parity 0.1.0\n"
+
+
+def test_gate_update_over_drift_passes_in_line_summary_and_exit_code(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "edge.jsonl"
+    texts.write_text('"  hello world"\n"plain text"\n" x "\n', encoding="utf-8")
+    base = tmp_path / "base"
+    argv = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts)]
+    assert main([*argv, "--out", str(base), "--adapter", "custom:strip=true", "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "gate"
+    argv = ["gate", "--baseline", str(base), "--adapter", "custom", "--out", str(out), "--quiet"]
+    code = main([*argv, "--update", "--no-diagnose"])
+    line = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0
+    assert line.startswith("parity gate: UPDATED: the replaced check: FAIL: custom drifted (2/3")
+    assert summary["passed"] is True
+    assert summary["baseline"]["passed"] is False  # the check it replaced, as it was
