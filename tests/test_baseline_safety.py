@@ -3,11 +3,15 @@ lowest Python the package claims to support."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -62,3 +66,138 @@ def test_the_package_compiles_under_python_310() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- crash-safe replace: kill the writer at each step ---
+
+WRITER = """
+import sys
+import numpy as np
+from parity.baseline import load_baseline, write_baseline
+
+old = load_baseline(sys.argv[1])
+new = {label: v + np.float32(1.0) for label, v in old.vectors.items()}
+write_baseline(old.path, old.manifest, old.texts, new, force=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def made(bpe_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from parity.cli import main
+
+    root = tmp_path_factory.mktemp("safety")
+    texts = root / "texts.jsonl"
+    texts.write_text('"plain text"\n"hello world"\n', encoding="utf-8")
+    argv = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts)]
+    assert main([*argv, "--adapter", "custom", "--no-retrieval", "--out", str(root / "base")]) == 0
+    return root / "base"
+
+
+@pytest.fixture
+def base(made: Path, tmp_path: Path) -> Path:
+    shutil.copytree(made, tmp_path / "base")
+    return tmp_path / "base"
+
+
+def _kill_writer(base: Path, step: str, swap: str) -> None:
+    env = {**os.environ, "PARITY_TEST_KILL_AT": step}
+    if swap == "rename":
+        env["PARITY_TEST_SWAP"] = "rename"
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(base)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+KILLS = [
+    ("exchange", "locked", "old"),
+    ("exchange", "staged", "old"),
+    ("exchange", "exchanged", "new"),
+    ("rename", "staged", "old"),
+    ("rename", "retired", "old"),
+    ("rename", "moved-old", "new"),
+    ("rename", "moved-new", "new"),
+]
+
+
+@pytest.mark.parametrize(("swap", "step", "expected"), KILLS)
+def test_a_writer_killed_at_any_step_leaves_a_complete_baseline(
+    base: Path, made: Path, swap: str, step: str, expected: str
+) -> None:
+    from parity.baseline import load_baseline
+
+    original = load_baseline(made).vectors["custom"]
+    (base.with_name("base.prev")).mkdir()  # an older DIR.prev, which the replace retires
+    shutil.copytree(made, base.with_name("base.prev"), dirs_exist_ok=True)
+    _kill_writer(base, step, swap)
+    if (swap, step) == ("rename", "moved-old"):
+        assert not base.exists()  # the one window the renames fallback has; recovered below
+    messages: list[str] = []
+    vectors = load_baseline(base, notify=messages.append).vectors["custom"]
+    offset = 0.0 if expected == "old" else 1.0
+    np.testing.assert_allclose(vectors, original + np.float32(offset), atol=1e-6)
+    leftovers = sorted(p.name for p in base.parent.iterdir() if p.name != "base.lock")
+    assert leftovers == ["base", "base.prev"]
+    if step == "locked":
+        assert messages == []  # nothing to recover; the stale lock is taken over by a writer
+    elif (swap, step) == ("rename", "moved-old"):
+        assert any("finished a replace interrupted between its renames" in m for m in messages)
+    else:
+        assert any(m.startswith("removed .base.") and "interrupted write" in m for m in messages)
+    # the next writer takes over a stale lock and says so; the old lock never blocks it
+    from parity.baseline import write_baseline
+
+    notes: list[str] = []
+    loaded = load_baseline(base)
+    write_baseline(
+        base, loaded.manifest, loaded.texts, loaded.vectors, force=True, notify=notes.append
+    )
+    assert (step == "locked") == any("took over the stale lock" in n for n in notes)
+    assert not base.with_name("base.lock").exists()
+
+
+def test_a_complete_replace_keeps_the_old_as_prev_and_leaves_nothing_behind(
+    base: Path, made: Path
+) -> None:
+    from parity.baseline import load_baseline, write_baseline
+
+    old = load_baseline(base)
+    new = {k: v + np.float32(1.0) for k, v in old.vectors.items()}
+    assert write_baseline(base, old.manifest, old.texts, new, force=True) == base.with_name(
+        "base.prev"
+    )
+    np.testing.assert_array_equal(load_baseline(base).vectors["custom"], new["custom"])
+    np.testing.assert_array_equal(
+        load_baseline(base.with_name("base.prev")).vectors["custom"], old.vectors["custom"]
+    )
+    assert sorted(p.name for p in base.parent.iterdir()) == ["base", "base.prev"]
+
+
+@pytest.mark.parametrize("command", ["create", "update"])
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
+    base: Path, bpe_model: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parity.cli import main
+
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        base.with_name("base.lock").write_text(f"{holder.pid}\n")
+        before = sorted((p.name, p.stat().st_size) for p in base.iterdir())
+        if command == "create":
+            texts = base / "texts.jsonl"
+            argv = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts)]
+            argv += ["--adapter", "custom", "--no-retrieval", "--out", str(base), "--force"]
+        else:
+            argv = ["gate", "--baseline", str(base), "--update", "--no-diagnose"]
+        assert main([*argv, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"parity: error: {base}: another parity process (pid {holder.pid}) is writing this "
+            f"baseline (lock {base}.lock); wait for it to finish, or delete the lock if that "
+            "process is not parity"
+        )
+        assert sorted((p.name, p.stat().st_size) for p in base.iterdir()) == before
+        assert base.with_name("base.lock").read_text() == f"{holder.pid}\n"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -21,6 +21,7 @@ from parity.baseline.manifest import (
     texts_sha256,
 )
 from parity.baseline.store import ensure_writable, vector_file_name, write_baseline
+from parity.baseline.swap import baseline_lock
 from parity.compare import Tolerance, compare_all
 from parity.errors import BaselineError, ParityInputError
 from parity.retrieval import RetrievalSet
@@ -117,17 +118,20 @@ def create_baseline(
         raise ParityInputError("no texts to record")
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
-    embedded = embed_specs(specs, texts, model_path, progress, retrieval=retrieval)
-    manifest = build_manifest(
-        specs, texts, model_path, embedded.configs, embedded.embeddings, tolerance, retrieval
-    )
-    progress(f"writing baseline {out}")
-    previous = write_baseline(
-        out,
-        manifest,
-        list(texts),
-        embedded.embeddings,
-        embedded.retrieval,
-        force=force,
-    )
+    with baseline_lock(
+        out
+    ):  # a second create/update of `out` is refused now, not overwritten later
+        embedded = embed_specs(specs, texts, model_path, progress, retrieval=retrieval)
+        manifest = build_manifest(
+            specs, texts, model_path, embedded.configs, embedded.embeddings, tolerance, retrieval
+        )
+        progress(f"writing baseline {out}")
+        previous = write_baseline(
+            out,
+            manifest,
+            list(texts),
+            embedded.embeddings,
+            embedded.retrieval,
+            force=force,
+        )
     return out, previous

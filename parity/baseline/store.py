@@ -5,18 +5,17 @@
     DIR/<adapter>.npz    float32 arrays: `texts` (n, dim) and, when recorded, `retrieval`
     DIR/SHA256SUMS       sha256 of every file above (`sha256sum -c` reads it)
 
-A directory is written next to its destination and renamed into place; a replaced baseline
-is kept as DIR.prev. Every problem found on reading is a BaselineError of one line naming the
-file and what is wrong with it.
+A directory is written (and fsynced) next to its destination and swapped into place under a
+lock, so a crash leaves the old or the new baseline at DIR (swap.py says how); a replaced
+baseline is kept as DIR.prev. Every problem found on reading is a BaselineError of one line
+naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from parity.baseline.manifest import (
     model_files,
     texts_sha256,
 )
+from parity.baseline.swap import Notify, baseline_lock, recover, replace_dir, to_stderr
 from parity.compare import METRICS
 from parity.errors import BaselineError, ParityInputError
 from parity.files import sha256_bytes, sha256_file
@@ -107,6 +107,7 @@ def write_baseline(
     retrieval_vectors: dict[str, np.ndarray] | None = None,
     *,
     force: bool = False,
+    notify: Notify = to_stderr,
 ) -> Path | None:
     """Write a baseline directory atomically; return where the replaced one was kept, if any.
 
@@ -127,49 +128,9 @@ def write_baseline(
         f"{sha256_bytes(data)}  {name}\n" for name, data in sorted(files.items())
     ).encode("ascii")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()  # an empty directory made for us is not a baseline worth keeping
-    return _swap_in(staging, path)
-
-
-def _swap_in(staging: Path, path: Path) -> Path | None:
-    """Rename staging to path; an existing path becomes path.prev. On any failure the old
-    baseline (and the old .prev) are put back, so DIR is never left missing."""
-    if not path.exists():
-        try:
-            staging.rename(path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return None
-    previous = path.with_name(path.name + ".prev")
-    retired = path.with_name(f".{path.name}.prev-old-{os.getpid()}")
-    moved_prev = moved_path = False
-    try:
-        if previous.exists():
-            previous.rename(retired)
-            moved_prev = True
-        path.rename(previous)
-        moved_path = True
-        staging.rename(path)
-    except BaseException:
-        if moved_path and not path.exists():
-            previous.rename(path)
-        if moved_prev and not previous.exists():
-            retired.rename(previous)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
-    return previous
+    with baseline_lock(path, notify):
+        ensure_writable(path, force=force)  # again: another writer may have made it meanwhile
+        return replace_dir(path, files, notify)
 
 
 def _looks_like_baseline(path: Path) -> bool:
@@ -371,9 +332,11 @@ def _read_vectors(
     return arrays
 
 
-def load_baseline(path: str | Path) -> Baseline:
-    """Read and verify a baseline directory: schema, checksums, text set, shapes."""
+def load_baseline(path: str | Path, notify: Notify = to_stderr) -> Baseline:
+    """Read and verify a baseline directory: schema, checksums, text set, shapes (finishing an
+    interrupted replace first, see swap.py)."""
     path = Path(path)
+    recover(path, notify)
     manifest = _read_manifest(path)
     _verify_files(path, manifest, _read_checksums(path))
     texts = _read_texts(path, manifest)

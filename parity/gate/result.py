@@ -26,6 +26,8 @@ class GateResult:
     ndcg_failures: list[str] = field(default_factory=list)
     newly_failing: list[str] = field(default_factory=list)
     retrieval_note: str | None = None
+    overridden: dict[str, str] = field(default_factory=dict)  # baseline label -> spec given
+    ndcg_changes: dict[str, float] = field(default_factory=dict)  # today's - baseline's nDCG@10
     updated: Path | None = None
     previous: Path | None = None
 
@@ -41,6 +43,11 @@ class GateResult:
     def drifted(self) -> list[str]:
         """Current labels whose vectors moved beyond tolerance from their baseline."""
         return [p.b for p in self.drift_pairs if not p]
+
+    @property
+    def ndcg_gains(self) -> dict[str, float]:
+        """Adapters whose nDCG@10 rose beyond max_ndcg_drop: reported, never a failure."""
+        return {k: v for k, v in self.ndcg_changes.items() if v > self.max_ndcg_drop}
 
     @property
     def passed(self) -> bool:
@@ -73,6 +80,9 @@ class GateResult:
             "model_files": self.env["model_files"],
             "max_ndcg_drop": self.max_ndcg_drop,
             "ndcg_failures": self.ndcg_failures,
+            "ndcg_changes": self.ndcg_changes,
+            "ndcg_gains": self.ndcg_gains,
+            "overridden": self.overridden,
             "newly_failing_pairs": self.newly_failing,
             "retrieval_note": self.retrieval_note,
             "updated": str(self.updated) if self.updated else None,

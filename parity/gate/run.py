@@ -8,6 +8,7 @@ each other (reported; they gate only when a pair that passed at baseline time fa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,19 @@ from parity.adapters import AdapterSpec, parse_specs
 from parity.baseline import Baseline, build_manifest, load_baseline
 from parity.baseline.manifest import texts_sha256
 from parity.baseline.store import write_baseline
+from parity.baseline.swap import baseline_lock
 from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.gate.explain import explain_drift
 from parity.gate.result import BASELINE_PREFIX, DEFAULT_MAX_NDCG_DROP, GateResult
-from parity.retrieval import RetrievalSet, load_retrieval_set, ndcg_drop_exceeds, pair_impact
-from parity.runner import RunResult, embed_specs
+from parity.retrieval import (
+    RetrievalSet,
+    load_retrieval_set,
+    ndcg_change,
+    ndcg_drop_exceeds,
+    pair_impact,
+)
+from parity.runner import RunResult, embed_specs, token_exercise
 
 
 def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str, str]:
@@ -47,6 +55,26 @@ def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str
             )
         matched[spec.label] = same_name[0]
     return matched
+
+
+def gate_specs(
+    spec_strings: Sequence[str], baseline: Baseline
+) -> tuple[list[AdapterSpec], dict[str, str], dict[str, str]]:
+    """The adapters to gate: those given, then every other recorded one as it was recorded.
+
+    Returns the specs, current label -> baseline label, and baseline label -> the given spec
+    for each recorded adapter a given spec replaced with other settings."""
+    given = parse_specs(list(spec_strings))
+    matched = match_adapters(given, baseline)
+    rest = [a["spec"] for a in baseline.adapters if a["label"] not in matched.values()]
+    specs = given + parse_specs(rest)
+    matched.update(match_adapters(specs[len(given) :], baseline))
+    overridden = {
+        matched[spec.label]: spec.as_string()
+        for spec in given
+        if spec.as_string() != baseline.entry(matched[spec.label])["spec"]
+    }
+    return specs, matched, overridden
 
 
 def resolve_baseline_model(baseline: Baseline, model: str | Path | None) -> Path:
@@ -92,11 +120,38 @@ def run_gate(
     diagnose: bool = True,
     progress: Callable[[str], None] = lambda message: None,
 ) -> GateResult:
-    """Check today's vectors against a baseline; with `update`, record today's as the new one.
+    """Check today's vectors against a baseline; with `update`, record today's as the new one
+    (holding the baseline's lock throughout, so a second update is refused).
 
     `tol` are `--tol` strings applied over the tolerances the baseline recorded."""
     if not max_ndcg_drop >= 0 or max_ndcg_drop == float("inf"):
         raise ParityInputError(f"--max-ndcg-drop must be a finite number >= 0, got {max_ndcg_drop}")
+    with baseline_lock(Path(baseline_dir)) if update else nullcontext():
+        return _run_gate(
+            baseline_dir,
+            spec_strings=spec_strings,
+            model=model,
+            tol=tol,
+            texts=texts,
+            max_ndcg_drop=max_ndcg_drop,
+            update=update,
+            diagnose=diagnose,
+            progress=progress,
+        )
+
+
+def _run_gate(
+    baseline_dir: str | Path,
+    *,
+    spec_strings: Sequence[str],
+    model: str | Path | None,
+    tol: Sequence[str] | None,
+    texts: Sequence[str] | None,
+    max_ndcg_drop: float,
+    update: bool,
+    diagnose: bool,
+    progress: Callable[[str], None],
+) -> GateResult:
     baseline = load_baseline(baseline_dir)
     progress(
         f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
@@ -106,17 +161,11 @@ def run_gate(
             f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
             f"texts) than the {len(texts)} given; gate on the baseline's own texts (omit --texts)"
         )
-    specs = parse_specs(list(spec_strings) or [a["spec"] for a in baseline.adapters])
-    matched = match_adapters(specs, baseline)
-    if update:
-        dropped = [a["label"] for a in baseline.adapters if a["label"] not in matched.values()]
-        if dropped:
-            raise ParityInputError(
-                f"--update would drop {', '.join(dropped)} from {baseline.path}: gate every "
-                "recorded adapter, or record a new set with `parity baseline create --force`"
-            )
+    specs, matched, overridden = gate_specs(spec_strings, baseline)
     model_path = resolve_baseline_model(baseline, model)
-    tolerance = Tolerance.parse(tol, base=Tolerance(**baseline.manifest.get("tolerance", {})))
+    tolerance = Tolerance.parse(
+        tol, base=Tolerance.from_dict(baseline.manifest.get("tolerance", {}))
+    )
     rset, retrieval_note = _retrieval_set(baseline)
     # an update records today's retrieval set even when the baseline's was another version
     recorded_rset = rset if rset is not None or not update else load_retrieval_set()
@@ -134,7 +183,8 @@ def run_gate(
                 )
         env = baseline.environment_diff(model_path)
         pairs = _drift_pairs(baseline, matched, vectors, corpus, tolerance)
-        cross = compare_all(vectors, corpus, tolerance, embedded.configs).pairs
+        exercised = token_exercise(embedded.tokens)
+        cross = compare_all(vectors, corpus, tolerance, embedded.configs, exercised).pairs
         for pair in cross:
             pair.extra["kind"] = "cross"
         gate = GateResult(
@@ -153,6 +203,7 @@ def run_gate(
             env,
             max_ndcg_drop,
             retrieval_note=retrieval_note,
+            overridden=overridden,
         )
         if rset is not None:
             _attach_retrieval(gate, rset, retrieval_vectors)
@@ -216,6 +267,9 @@ def _attach_retrieval(
     for pair in gate.drift_pairs:
         base = gate.baseline.retrieval_vectors[gate.matched[pair.b]]
         pair.extra["retrieval"] = pair_impact(rset, base, retrieval_vectors[pair.b])
+        change = ndcg_change(pair.extra["retrieval"])
+        if change is not None:
+            gate.ndcg_changes[pair.b] = change
         if ndcg_drop_exceeds(pair.extra["retrieval"], gate.max_ndcg_drop):
             gate.ndcg_failures.append(pair.b)
     for pair in gate.cross_pairs:
@@ -256,10 +310,23 @@ def verdict_line(gate: GateResult, out: str | None) -> str:
                 causes = ", ".join(c["cause"] for c in pair.causes) or "not diagnosed"
                 parts.append(f"{pair.b} drifted ({pair.failures}/{pair.n} texts; {causes})")
         parts += [
-            f"{label}: nDCG@10 moved beyond {gate.max_ndcg_drop:g}" for label in gate.ndcg_failures
+            f"{label}: nDCG@10 dropped {-gate.ndcg_changes[label]:.3g} (more than "
+            f"{gate.max_ndcg_drop:g})"
+            for label in gate.ndcg_failures
         ]
         parts += [f"{name} fails, passed at baseline" for name in gate.newly_failing]
         line = "parity gate: FAIL: " + "; ".join(parts)
+    gains = gate.ndcg_gains
+    if gains:
+        line += "; nDCG@10 rose (not a failure): " + ", ".join(
+            f"{label} +{gain:.3g}" for label, gain in gains.items()
+        )
+    if gate.overridden:
+        line += "; overridden: " + ", ".join(
+            f"{recorded} as {spec}" for recorded, spec in gate.overridden.items()
+        )
+        rest = len(gate.drift_pairs) - len(gate.overridden)
+        line += f" (the other {rest} as recorded)" if rest else ""
     if gate.env["lines"]:
         shown = gate.env["lines"][:4]
         more = len(gate.env["lines"]) - len(shown)

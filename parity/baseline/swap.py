@@ -1,0 +1,278 @@
+"""Replacing a baseline directory so that a crash never leaves it missing or half-written.
+
+Files are written and fsynced into a staging folder `.DIR.tmp-<pid>` beside DIR. Then:
+
+- Linux: renameat2(RENAME_EXCHANGE) swaps staging and DIR in one atomic step, so DIR always
+  holds a complete baseline, the old one or the new one; the old one then becomes DIR.prev.
+- elsewhere (or where the filesystem refuses the exchange): a journal `.DIR.replacing` names the
+  staging folder, DIR.prev is set aside, DIR becomes DIR.prev and staging becomes DIR. Killed
+  between those renames, the next command that writes or reads DIR finds the journal of a dead
+  process and finishes (or rolls back) the swap, saying so.
+
+A lock file DIR.lock (O_CREAT | O_EXCL, holding the writer's PID) refuses a second writer; a
+lock whose PID no longer runs is taken over, and the folders its writer left are removed, both
+with a message. PARITY_TEST_KILL_AT=<step> SIGKILLs the writer at that step (tests only) and
+PARITY_TEST_SWAP=rename forces the journalled renames.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from parity.errors import BaselineError
+
+Notify = Callable[[str], None]
+_HELD: set[Path] = set()
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def to_stderr(message: str) -> None:
+    print(f"parity: {message}", file=sys.stderr)
+
+
+def _kill_at(step: str) -> None:
+    """Test hook: die here, as a crash or `kill -9` would (a no-op unless the variable is set)."""
+    if os.environ.get("PARITY_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}.{suffix}")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _take_lock(lock: Path, notify: Notify) -> None:
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            text = (
+                lock.read_text(encoding="utf-8", errors="replace").strip() if lock.exists() else ""
+            )
+            pid = int(text) if text.isdigit() else None
+            if pid is not None and pid != os.getpid() and _alive(pid):
+                raise BaselineError(
+                    f"{lock.with_name(lock.name[: -len('.lock')])}: another parity process "
+                    f"(pid {pid}) is writing this baseline (lock {lock}); wait for it to finish, "
+                    "or delete the lock if that process is not parity"
+                ) from None
+            lock.unlink(missing_ok=True)
+            notify(f"took over the stale lock {lock} (process {text or '?'} is gone)")
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(f"{os.getpid()}\n")
+            file.flush()
+            os.fsync(file.fileno())
+        return
+    raise BaselineError(f"{lock}: could not take the lock; delete it and retry")
+
+
+@contextmanager
+def baseline_lock(path: Path, notify: Notify = to_stderr) -> Iterator[None]:
+    """Hold DIR.lock (re-entrant within this process); recover an interrupted replace first."""
+    path = Path(path).absolute()
+    if path in _HELD:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(path)
+    _take_lock(lock, notify)
+    _HELD.add(path)
+    try:
+        _recover_locked(path, notify)
+        yield
+    finally:
+        _HELD.discard(path)
+        lock.unlink(missing_ok=True)
+
+
+def _leftovers(path: Path) -> list[tuple[Path, int]]:
+    """Staging and retired folders of DIR with the PID that made them."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|prev-old)-(\d+)")
+    if not path.parent.is_dir():
+        return []
+    return [
+        (child, int(match.group(1)))
+        for child in sorted(path.parent.iterdir())
+        if (match := pattern.fullmatch(child.name))
+    ]
+
+
+def recover(path: Path, notify: Notify = to_stderr) -> None:
+    """Finish an interrupted replace of DIR if one is pending and nobody is writing it now."""
+    path = Path(path).absolute()
+    journal = _sibling(path, "replacing")
+    stale = [p for p, pid in _leftovers(path) if pid != os.getpid() and not _alive(pid)]
+    if path in _HELD or not (journal.exists() or stale):
+        return
+    try:
+        with baseline_lock(path, notify):
+            pass  # taking the lock recovers
+    except BaselineError:
+        return  # a live writer owns it and will finish its own swap
+    except OSError as exc:
+        notify(f"{path}: an interrupted replace could not be recovered here ({exc})")
+
+
+def _recover_locked(path: Path, notify: Notify) -> None:
+    journal = _sibling(path, "replacing")
+    if journal.exists():
+        _finish_journal(path, journal, notify)
+    for folder, pid in _leftovers(path):
+        if pid != os.getpid():
+            shutil.rmtree(folder, ignore_errors=True)
+            notify(f"removed {folder.name}, left beside {path} by an interrupted write (pid {pid})")
+
+
+def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
+    """The renames fallback was interrupted: put a complete baseline at DIR."""
+    try:
+        record = json.loads(journal.read_text(encoding="utf-8"))
+        staging, retired = Path(record["staging"]), Path(record["retired"])
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)
+        return
+    previous = path.with_name(path.name + ".prev")
+    if not path.exists() and staging.is_dir():
+        staging.rename(path)  # the new baseline was complete before the journal was written
+        notify(
+            f"{path}: finished a replace interrupted between its renames; the new baseline is in place"
+        )
+    elif not path.exists() and previous.is_dir():
+        previous.rename(path)
+        notify(f"{path}: rolled back a replace interrupted between its renames")
+    if not previous.exists() and retired.is_dir():
+        retired.rename(previous)
+    fsync_dir(path.parent)
+    journal.unlink(missing_ok=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories; False where the system cannot."""
+    if os.environ.get("PARITY_TEST_SWAP") == "rename" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"cannot exchange {a} and {b}: {os.strerror(code)}")
+
+
+def write_files(staging: Path, files: dict[str, bytes]) -> None:
+    """Write and fsync every file, then the folder itself."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name, data in files.items():
+        with open(staging / name, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    fsync_dir(staging)
+
+
+def replace_dir(path: Path, files: dict[str, bytes], notify: Notify = to_stderr) -> Path | None:
+    """Write `files` as directory `path`; return where the replaced one was kept, if any."""
+    path = Path(path).absolute()
+    with baseline_lock(path, notify):
+        _kill_at("locked")
+        staging = _sibling(path, f"tmp-{os.getpid()}")
+        try:
+            write_files(staging, files)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _kill_at("staged")
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # an empty directory made for us is not a baseline worth keeping
+        if not path.exists():
+            staging.rename(path)
+            fsync_dir(path.parent)
+            return None
+        if _exchange(staging, path):
+            fsync_dir(path.parent)
+            _kill_at("exchanged")
+            _retire(staging, path.with_name(path.name + ".prev"))
+        else:
+            _swap_by_renames(staging, path)
+        fsync_dir(path.parent)
+        return path.with_name(path.name + ".prev")
+
+
+def _retire(old: Path, previous: Path) -> None:
+    """Make `old` (the replaced baseline) DIR.prev, dropping the older DIR.prev."""
+    if previous.exists() and _exchange(old, previous):
+        shutil.rmtree(old)
+    else:
+        shutil.rmtree(previous, ignore_errors=True)
+        old.rename(previous)
+
+
+def _swap_by_renames(staging: Path, path: Path) -> None:
+    previous = path.with_name(path.name + ".prev")
+    retired = _sibling(path, f"prev-old-{os.getpid()}")
+    journal = _sibling(path, "replacing")
+    journal.write_text(
+        json.dumps({"pid": os.getpid(), "staging": str(staging), "retired": str(retired)}),
+        encoding="utf-8",
+    )
+    fsync_dir(path.parent)
+    moved_prev = moved_path = False
+    try:
+        if previous.exists():
+            previous.rename(retired)
+            moved_prev = True
+            _kill_at("retired")
+        path.rename(previous)
+        moved_path = True
+        _kill_at("moved-old")
+        staging.rename(path)
+        _kill_at("moved-new")
+    except BaseException:
+        if moved_path and not path.exists():
+            previous.rename(path)
+        if moved_prev and not previous.exists():
+            retired.rename(previous)
+        shutil.rmtree(staging, ignore_errors=True)
+        journal.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    journal.unlink(missing_ok=True)
+    shutil.rmtree(retired, ignore_errors=True)

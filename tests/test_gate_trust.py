@@ -1,0 +1,113 @@
+"""The gate's verdict covers every recorded adapter, names what a given spec overrode, and fails
+on nDCG drops only (a gain is reported)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.cli import main
+
+TEXTS = ["plain text", "hello world", "a longer sentence with several words in it"]
+
+
+def _create(model: Path, out: Path, tmp_path: Path, *adapters: str) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps(t) + "\n" for t in TEXTS), encoding="utf-8")
+    argv = ["baseline", "create", "--model", str(model), "--texts", str(texts), "--out", str(out)]
+    for spec in adapters:
+        argv += ["--adapter", spec]
+    assert main([*argv, "--quiet"]) == 0
+
+
+def _gate(baseline: Path, out: Path, *args: str) -> tuple[int, dict]:
+    code = main(["gate", "--baseline", str(baseline), "--out", str(out), "--quiet", *args])
+    return code, json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_adapters(bpe_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gate_trust")
+    _create(bpe_model, root / "base", root, "sentence-transformers", "custom")
+    return root / "base"
+
+
+def test_a_gate_given_one_adapter_checks_the_others_as_recorded_and_names_the_override(
+    two_adapters: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, summary = _gate(
+        two_adapters, tmp_path / "out", "--adapter", "custom:max_length=8", "--no-diagnose"
+    )
+    section = summary["baseline"]
+    assert sorted(section["adapters"]) == ["custom:max_length=8", "sentence-transformers"]
+    assert section["adapters"]["sentence-transformers"]["max_abs"] == 0.0
+    assert section["overridden"] == {"custom": "custom:max_length=8"}
+    out = capsys.readouterr().out
+    assert "overridden: custom as custom:max_length=8 (the other 1 as recorded)" in out
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "- `custom` gated as `custom:max_length=8`" in report
+    # max_length=8 truncates the longest text: that is drift, and the verdict says so
+    assert code == 1 and section["drifted"] == ["custom:max_length=8"]
+
+
+def test_drift_in_an_adapter_not_given_still_fails_the_gate(
+    two_adapters: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    baseline = tmp_path / "base"
+    shutil.copytree(two_adapters, baseline)
+    # move sentence-transformers' recorded vectors (checksums rewritten: a consistent baseline)
+    file = baseline / "sentence-transformers.npz"
+    with np.load(file) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["texts"] = arrays["texts"] + np.float32(0.1)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    file.write_bytes(buffer.getvalue())
+    sums = (baseline / "SHA256SUMS").read_text().splitlines()
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    (baseline / "SHA256SUMS").write_text(
+        "".join(
+            (f"{digest}  {file.name}" if line.endswith(file.name) else line) + "\n" for line in sums
+        )
+    )
+    code, summary = _gate(baseline, tmp_path / "out", "--adapter", "custom", "--no-diagnose")
+    assert code == 1
+    assert summary["baseline"]["drifted"] == ["sentence-transformers"]
+    assert summary["baseline"]["overridden"] == {}
+    assert "sentence-transformers drifted (3/3 texts" in capsys.readouterr().out
+
+
+def test_an_ndcg_gain_is_reported_and_does_not_fail(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # recorded in float32; bfloat16 happens to rank this tiny model's retrieval set better
+    _create(bpe_model, tmp_path / "base", tmp_path, "custom")
+    code, summary = _gate(
+        tmp_path / "base",
+        tmp_path / "out",
+        "--adapter",
+        "custom:dtype=bfloat16",
+        "--max-ndcg-drop",
+        "0",
+        "--tol",
+        "1",
+        "--no-diagnose",
+    )
+    gain = summary["pairs"][0]["retrieval"]["ndcg@10"]["diff"]
+    assert gain > 0
+    assert code == 0
+    section = summary["baseline"]
+    assert section["ndcg_failures"] == []
+    assert section["ndcg_gains"] == {"custom:dtype=bfloat16": pytest.approx(gain)}
+    assert section["ndcg_changes"] == {"custom:dtype=bfloat16": pytest.approx(gain)}
+    out = capsys.readouterr().out
+    assert f"nDCG@10 rose (not a failure): custom:dtype=bfloat16 +{gain:.3g}" in out
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"- custom:dtype=bfloat16: +{gain:.3g}" in report
