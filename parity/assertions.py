@@ -40,7 +40,8 @@ def _top_cause(
         sides[0], sides[1], [text], single, a.model, tolerance, lambda message: None
     )
     top = found.causes[0]
-    return f"{top.cause}: {top.detail} Fix: {top.fix}"
+    marker = "inferred: " if top.evidence == "inferred" else ""
+    return f"{marker}{top.name}: {top.detail} Fix: {top.fix} ({top.evidence}: {top.basis})"
 
 
 def failure_message(

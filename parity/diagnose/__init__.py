@@ -1,15 +1,19 @@
-"""Why two adapters differ: configuration diff, transform probing, noise floor, named causes.
+"""Why two adapters differ: non-finite rows, configuration diff, transform probing, noise floor.
 
-For each failing pair, candidate explanations are tried in order of evidence (settings that
-differ first, then preprocessing transforms), each only on the failing texts nothing has
-explained yet, so every failing text is counted under exactly one cause and counts add up.
+For each failing pair, candidate explanations are tried in order of evidence (NaN/Inf rows first,
+then vector norms, settings that differ, preprocessing transforms, then settings combined), each
+only on the failing texts nothing has explained yet and only where its premise holds, so every
+failing text is counted under exactly one cause and counts add up. A probe a side cannot express
+is skipped and listed in `Diagnosis.probes` with the reason.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,16 +21,35 @@ import numpy as np
 from parity.adapters import Adapter, AdapterSpec
 from parity.compare import METRICS, PairResult, Tolerance, deltas
 from parity.diagnose.noise import find_outlier, noise_floor
-from parity.diagnose.probes import CAUSES, STAGE_OF, TEXT_TRANSFORMS
-from parity.diagnose.settings import ConfigChange, config_changes, config_differences
+from parity.diagnose.probes import CAUSES, STAGE_OF, TEXT_TRANSFORMS, TextTransform
+from parity.diagnose.settings import (
+    ConfigChange,
+    SideSettings,
+    config_changes,
+    config_differences,
+)
 from parity.diagnose.tokens import token_diff
 
 __all__ = ["CAUSES", "Cause", "Diagnosis", "Side", "diagnose_pair", "diagnose_run"]
 
+MEASURED = "measured"
+INFERRED = "inferred"
+STAGE_ORDER = ("input_ids", "attention_mask", "token_embeddings", "pooled", "normalized")
+UNIT_NORM_TOL = 1e-2  # |norm - 1| within this counts as a unit vector (fp16 rounding included)
+MAX_COMBINED = 3  # settings changed together in one combined probe, at most
+
 
 @dataclass
 class Cause:
-    """One reason a pair differs, and how many failing texts it explains."""
+    """One reason a pair differs, and how many failing texts it explains.
+
+    `evidence` is "measured" when a probe reproduced the other side within tolerance on these
+    texts (for `non-finite`: the NaN/Inf was seen), "inferred" when the cause is put down by
+    elimination (batch-noise, unknown; the gate's model-files, library-version, environment).
+    `basis` says what it rests on. `also` names further causes of the same texts when only a
+    combined probe reproduced them (cause "pooling", also ["truncation"]); such texts are counted
+    once, under `cause`, so the `explained` counts of a pair add up to its failures.
+    """
 
     cause: str
     stage: str | None
@@ -35,14 +58,25 @@ class Cause:
     fix: str
     indices: list[int] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    evidence: str = MEASURED
+    basis: str = ""
+    also: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The cause and those combined with it: "pooling+truncation"."""
+        return "+".join([self.cause, *self.also])
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "cause": self.cause,
+            "also": self.also,
             "stage": self.stage,
             "detail": self.detail,
             "explained": self.explained,
             "fix": self.fix,
+            "evidence": self.evidence,
+            "basis": self.basis,
             "indices": self.indices[:50],
             "tokens": self.tokens,
         }
@@ -69,13 +103,19 @@ class Diagnosis:
 
 @dataclass
 class Side:
-    """One adapter of a pair: its spec, the live adapter, its vectors and its effective config."""
+    """One adapter of a pair: its spec, the live adapter, its vectors and its effective config.
+
+    `fixable` is False for a side nobody can set (a baseline's recorded vectors): no fix names it."""
 
     label: str
     spec: AdapterSpec
     adapter: Adapter
     vectors: np.ndarray
     config: dict[str, Any]
+    fixable: bool = True
+
+    def settings(self) -> SideSettings:
+        return SideSettings(self.label, self.config, type(self.adapter).all_options(), self.fixable)
 
 
 def _within(x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> np.ndarray:
@@ -90,6 +130,9 @@ class _Explainer:
         self.causes: dict[tuple[str, str], Cause] = {}
         self.probes: list[dict[str, Any]] = []
 
+    def skip(self, probe: str, why: str) -> None:
+        self.probes.append({"probe": probe, "skipped": why})
+
     def record(
         self,
         key: tuple[str, str],
@@ -97,15 +140,22 @@ class _Explainer:
         tried: list[int],
         ok: np.ndarray,
         make: Callable[[], Cause],
+        reproduced: str | None = None,
     ) -> None:
+        """Count the texts `probe` explained under `key`; `reproduced` (what reproduced what)
+        becomes the cause's measured basis, with the counts."""
         explained = [i for i, good in zip(tried, ok, strict=True) if good]
         self.probes.append({"probe": probe, "tried": len(tried), "explained": len(explained)})
         if not explained:
             return
         if key not in self.causes:
             self.causes[key] = make()
-        self.causes[key].indices += explained
-        self.causes[key].explained += len(explained)
+        cause = self.causes[key]
+        cause.indices += explained
+        cause.explained += len(explained)
+        if reproduced:
+            line = f"{reproduced} on {len(explained)}/{len(tried)} texts"
+            cause.basis = f"{cause.basis}; {line}" if cause.basis else line
         done = set(explained)
         self.remaining = [i for i in self.remaining if i not in done]
 
@@ -119,6 +169,33 @@ def _token_note(a: Side, b: Side, text: str) -> list[str]:
     if len(a_tokens[0]) != len(b_tokens[0]):
         notes.append(f"{a.label} keeps {len(a_tokens[0])} tokens, {b.label} {len(b_tokens[0])}")
     return [n if len(n) <= 160 else n[:157] + "..." for n in notes]
+
+
+@dataclass
+class _Pair:
+    """What every probe needs: both sides, the texts, where to rebuild, how close is close."""
+
+    a: Side
+    b: Side
+    texts: Sequence[str]
+    model: str
+    tolerance: Tolerance
+    progress: Callable[[str], None]
+    frozen_a: bool
+    reference: dict[str, Any]
+
+
+def model_reference(model: str) -> dict[str, Any]:
+    """The model's own configuration (what sentence-transformers does with it): fixes point here."""
+    from parity.modelinfo import read_model_info
+
+    if not (Path(model) / "config.json").is_file():
+        return {}
+    try:
+        info = read_model_info(model)
+    except Exception:  # an unreadable config only costs the fix its direction
+        return {}
+    return {"max_length": info.max_length, "pooling": info.pooling, "normalize": info.normalize}
 
 
 def diagnose_pair(
@@ -138,137 +215,296 @@ def diagnose_pair(
     them, so only probes that re-run b and compare with a's vectors are sound; no noise floor."""
     failing = pair.failing_indices()
     ex = _Explainer(failing)
+    ctx = _Pair(a, b, texts, model, tolerance, progress, frozen_a, model_reference(model))
     diff = [
         {"setting": k, "a": va, "b": vb} for k, va, vb in config_differences(a.config, b.config)
     ]
-
-    # 1. unit re-normalization: no re-embedding needed
+    _probe_non_finite(ex, ctx)
+    _probe_normalization(ex, ctx)
+    changes = config_changes(a.settings(), b.settings(), ctx.reference)
+    ex.probes += changes.skipped
+    for change in changes.changes:
+        _probe_settings(ex, ctx, [change])
+    _probe_transforms(ex, ctx)
+    _probe_combined(ex, ctx, changes.changes)
+    floor = _probe_noise(ex, ctx, pair)
+    causes = list(ex.causes.values())
     if ex.remaining:
-        rows = ex.remaining
-        unit = [
-            v[rows] / np.maximum(np.linalg.norm(v[rows], axis=1, keepdims=True), 1e-12)
-            for v in (a.vectors, b.vectors)
-        ]
-        raw_side, unit_side = (a, b) if not a.config.get("normalize") else (b, a)
-        ex.record(
-            ("normalization", ""),
-            "unit re-normalization",
-            rows,
-            _within(unit[0], unit[1], tolerance),
-            lambda: Cause(
-                "normalization",
-                STAGE_OF["normalization"],
-                f"{unit_side.label} returns unit vectors (normalize="
-                f"{unit_side.config.get('normalize')}), {raw_side.label} does "
-                f"not (normalize={raw_side.config.get('normalize')}).",
-                0,
-                f"normalize {raw_side.label}'s vectors (normalize=true) or compare "
-                "with cosine only",
-            ),
-        )
+        causes.append(_unknown(ex, a, b))
+    causes.sort(key=lambda c: -c.explained)
+    finite = [i for i in failing if not _non_finite_rows(a, b, [i])]
+    first_stage = first_differing_stage(a, b, texts[finite[0]], tolerance) if finite else None
+    if first_stage is None and causes:
+        first_stage = causes[0].stage
+    return Diagnosis(causes, diff, ex.probes, floor, first_stage)
 
-    # 2. settings that differ, rebuilt on the side that has the option
-    changes = config_changes(
-        a.label,
-        a.config,
-        set(type(a.adapter).all_options()),
-        b.label,
-        b.config,
-        set(type(b.adapter).all_options()),
+
+def _non_finite_rows(a: Side, b: Side, rows: list[int]) -> list[int]:
+    return [
+        i for i in rows if not (np.isfinite(a.vectors[i]).all() and np.isfinite(b.vectors[i]).all())
+    ]
+
+
+def _probe_non_finite(ex: _Explainer, ctx: _Pair) -> None:
+    """NaN/Inf rows are findings of their own, measured, and no other probe sees them."""
+    for side in (ctx.a, ctx.b):
+        rows = [i for i in ex.remaining if not np.isfinite(side.vectors[i]).all()]
+        if rows:
+            ex.record(
+                ("non-finite", side.label),
+                f"{side.label}: NaN/Inf in the output",
+                rows,
+                np.ones(len(rows), dtype=bool),
+                functools.partial(_non_finite_cause, side, ctx.texts[rows[0]], len(rows)),
+            )
+
+
+def _non_finite_cause(side: Side, sample: str, count: int) -> Cause:
+    dtype = side.config.get("dtype")
+    option = type(side.adapter).all_options().get("dtype")
+    if not side.fixable:
+        fix = "the recorded vectors hold NaN/Inf for these texts: record finite ones"
+    elif dtype == "float16" and option is not None:
+        wider = [d for d in ("float32", "bfloat16") if not option.choices or d in option.choices]
+        fix = f"fp16 overflow: set dtype={' or '.join(wider)} on {side.label}"
+    else:
+        fix = (
+            f"run {side.label} with dtype=float32 to see whether it overflows, and check its "
+            "inputs for these texts"
+        )
+    stage = _non_finite_stage(side, sample) or (
+        STAGE_OF["non-finite"] if dtype == "float16" else None
     )
-    for change in changes:
-        if not ex.remaining:
-            break
-        if frozen_a and change.side == "a":
+    return Cause(
+        "non-finite",
+        stage,
+        f"{side.label} returns NaN or Inf for {count} texts (dtype {dtype}).",
+        0,
+        fix,
+        basis=f"{side.label}'s output holds NaN or Inf for {count} failing texts (seen in the vectors)",
+    )
+
+
+def _non_finite_stage(side: Side, text: str) -> str | None:
+    """The first stage whose output is not finite, where the adapter exposes its stages."""
+    stages = getattr(side.adapter, "stages", None)
+    if stages is None or not side.fixable:
+        return None
+    found = stages([text])
+    for stage in ("token_embeddings", "pooled", "normalized"):
+        values = found[stage][0]
+        if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+            return stage
+    return None
+
+
+def _is_unit(vectors: np.ndarray) -> np.ndarray:
+    return np.abs(np.linalg.norm(vectors.astype(np.float64), axis=1) - 1.0) <= UNIT_NORM_TOL
+
+
+def _probe_normalization(ex: _Explainer, ctx: _Pair) -> None:
+    """Re-normalize both sides, only on texts where exactly one side returns unit vectors."""
+    rows = list(ex.remaining)
+    if not rows:
+        return
+    unit_a, unit_b = _is_unit(ctx.a.vectors[rows]), _is_unit(ctx.b.vectors[rows])
+    if (unit_a == unit_b).all():
+        which = "both sides return" if unit_a.all() else "the sides agree on whether they return"
+        ex.skip("unit re-normalization", f"{which} unit vectors on every failing text")
+        return
+    for unit, raw, mask in ((ctx.a, ctx.b, unit_a & ~unit_b), (ctx.b, ctx.a, unit_b & ~unit_a)):
+        tried = [i for i, take in zip(rows, mask, strict=True) if take]
+        if not tried:
             continue
-        side, other = (a, b) if change.side == "a" else (b, a)
-        rows = list(ex.remaining)
-        options = {**side.spec.options, change.key: str(change.value)}
-        rebuilt = AdapterSpec(side.spec.name, options, side.label).build(model)
-        progress(
-            f"diagnose {a.label} vs {b.label}: trying {change.key}={change.value} on "
-            f"{side.label} ({len(rows)} texts)"
+        x, y = (
+            v[tried] / np.maximum(np.linalg.norm(v[tried], axis=1, keepdims=True), 1e-12)
+            for v in (unit.vectors, raw.vectors)
         )
-        with rebuilt:
-            again = rebuilt.embed([texts[i] for i in rows])
+        norms = np.linalg.norm(raw.vectors[tried].astype(np.float64), axis=1)
         ex.record(
-            (change.cause, change.side),
-            f"{side.label}: {change.key}={change.value}",
-            rows,
-            _within(again, other.vectors[rows], tolerance),
-            functools.partial(_cause_of_change, change, a, b, texts[rows[0]]),
+            ("normalization", unit.label),
+            "unit re-normalization",
+            tried,
+            _within(x, y, ctx.tolerance),
+            functools.partial(_normalization_cause, unit, raw, norms, ctx.reference),
+            reproduced="both sides scaled to unit length agreed",
         )
 
-    # 3. preprocessing transforms: does X(x) equal Y(T(x))? Then X applies T.
+
+def _normalization_cause(
+    unit: Side, raw: Side, norms: np.ndarray, reference: dict[str, Any]
+) -> Cause:
+    return Cause(
+        "normalization",
+        STAGE_OF["normalization"],
+        f"{unit.label} returns unit vectors, {raw.label} does not (norms "
+        f"{norms.min():.3g} to {norms.max():.3g}).",
+        0,
+        _normalization_fix(unit, raw, reference.get("normalize")),
+    )
+
+
+def _normalization_fix(unit: Side, raw: Side, model_normalizes: bool | None) -> str:
+    """Point at the side that departs from the model (Normalize module or not)."""
+    cosine = "or compare with cosine only (the sides differ only in vector length)"
+
+    def settable(side: Side) -> bool:
+        return side.fixable and "normalize" in type(side.adapter).all_options()
+
+    if model_normalizes is not None:
+        departing = raw if model_normalizes else unit
+        if settable(departing):
+            state, note = ("true", "has a") if model_normalizes else ("false", "has no")
+            return f"set normalize={state} on {departing.label} (the model {note} Normalize module)"
+    for side in (raw, unit):
+        if settable(side):
+            state = "true" if side is raw else "false"
+            return f"set normalize={state} on {side.label} to match the other side, {cosine}"
+    return f"normalize {raw.label}'s vectors yourself, {cosine}"
+
+
+def _probe_settings(ex: _Explainer, ctx: _Pair, combo: list[ConfigChange]) -> None:
+    """Rebuild one side with the changed options; does it now give the other side's vectors?"""
+    if not ex.remaining:
+        return
+    side_name = combo[0].side
+    side, other = (ctx.a, ctx.b) if side_name == "a" else (ctx.b, ctx.a)
+    setting = ", ".join(f"{c.key}={c.value}" for c in combo)
+    if ctx.frozen_a and side_name == "a":
+        ex.skip(
+            f"{side.label}: {setting}",
+            f"{side.label}'s vectors were recorded elsewhere; only {other.label} is rebuilt",
+        )
+        return
+    rows = list(ex.remaining)
+    options = {**side.spec.options, **{c.key: str(c.value) for c in combo}}
+    rebuilt = AdapterSpec(side.spec.name, options, side.label).build(ctx.model)
+    ctx.progress(
+        f"diagnose {ctx.a.label} vs {ctx.b.label}: trying {setting} on {side.label} "
+        f"({len(rows)} texts)"
+    )
+    with rebuilt:
+        again = rebuilt.embed([ctx.texts[i] for i in rows])
+    ex.record(
+        ("+".join(c.cause for c in combo), "setting"),  # one cause, whichever side reproduced
+        f"{side.label}: {setting}",
+        rows,
+        _within(again, other.vectors[rows], ctx.tolerance),
+        functools.partial(_cause_of_changes, combo, ctx.a, ctx.b, ctx.texts[rows[0]]),
+        reproduced=f"{side.label} rebuilt with {setting} reproduced {other.label}",
+    )
+
+
+def _probe_combined(ex: _Explainer, ctx: _Pair, changes: list[ConfigChange]) -> None:
+    """Texts no single change explains: change two (then three) settings of one side at once."""
+    for side_name in ("a", "b"):
+        mine = [c for c in changes if c.side == side_name]
+        for size in range(2, min(MAX_COMBINED, len(mine)) + 1):
+            for combo in itertools.combinations(mine, size):
+                if len({c.key for c in combo}) == size:
+                    _probe_settings(ex, ctx, list(combo))
+
+
+def _cause_of_changes(combo: list[ConfigChange], a: Side, b: Side, sample: str) -> Cause:
+    causes = [c.cause for c in combo]
+    tokens = _token_note(a, b, sample) if "truncation" in causes else []
+    stages = [STAGE_OF[c] for c in causes if STAGE_OF[c]]
+    stage = min(stages, key=STAGE_ORDER.index) if stages else None
+    fixes = list(dict.fromkeys(c.fix for c in combo))
+    return Cause(
+        causes[0],
+        stage,
+        " ".join(c.detail for c in combo),
+        0,
+        "; and ".join(fixes),
+        tokens=tokens,
+        also=causes[1:],
+    )
+
+
+def _probe_transforms(ex: _Explainer, ctx: _Pair) -> None:
+    """Preprocessing: does X(x) equal Y(T(x))? Then X applies T."""
+    a, b = ctx.a, ctx.b
     for transform in TEXT_TRANSFORMS:
-        for doer, other in ((a, b),) if frozen_a else ((a, b), (b, a)):
-            rows = [i for i in ex.remaining if transform.apply(texts[i]) != texts[i]]
+        for doer, other in ((a, b),) if ctx.frozen_a else ((a, b), (b, a)):
+            rows = [i for i in ex.remaining if transform.apply(ctx.texts[i]) != ctx.texts[i]]
             if not rows:
                 continue
-            again = other.adapter.embed([transform.apply(texts[i]) for i in rows])
-            first = texts[rows[0]]
-
-            def make(t=transform, d=doer, o=other, sample=first) -> Cause:
-                return Cause(
-                    t.cause,
-                    STAGE_OF[t.cause],
-                    f"{d.label} {t.says} before tokenizing, {o.label} does not "
-                    f"(e.g. {sample[:40]!r}).",
-                    0,
-                    _transform_fix(t.name, d, o),
-                    tokens=_token_note(a, b, sample),
-                )
-
+            again = other.adapter.embed([transform.apply(ctx.texts[i]) for i in rows])
             ex.record(
                 (transform.cause, doer.label),
                 f"{doer.label}: {transform.name}",
                 rows,
-                _within(doer.vectors[rows], again, tolerance),
-                make,
+                _within(doer.vectors[rows], again, ctx.tolerance),
+                functools.partial(
+                    _transform_cause, transform, doer, other, a, b, ctx.texts[rows[0]]
+                ),
+                reproduced=f"{other.label} given {transform.name}(text) reproduced {doer.label}",
             )
 
-    # 4. the noise floor: what batching alone changes
-    floor: dict[str, dict[str, float]] = {}
-    if not frozen_a:
-        progress(f"diagnose {a.label} vs {b.label}: noise floor")
-        floor = {s.label: noise_floor(s.adapter, texts, s.vectors) for s in (a, b)}
-    if ex.remaining and floor:
-        limit = {m: 2 * max(floor[a.label][m], floor[b.label][m]) for m in METRICS}
-        rows = list(ex.remaining)
-        ok = Tolerance(**limit).within({m: pair.per_text[m][rows] for m in METRICS})
-        ex.record(
-            ("batch-noise", ""),
-            "within the noise floor",
-            rows,
-            ok,
-            lambda: Cause(
-                "batch-noise",
-                STAGE_OF["batch-noise"],
-                f"the deltas are within twice what batching alone changes "
-                f"({a.label}: max_abs {floor[a.label]['max_abs']:.2g}, "
-                f"{b.label}: {floor[b.label]['max_abs']:.2g}).",
-                0,
-                "raise the tolerance above the noise floor (see min_tolerance)",
+
+def _transform_cause(
+    t: TextTransform, doer: Side, other: Side, a: Side, b: Side, sample: str
+) -> Cause:
+    return Cause(
+        t.cause,
+        STAGE_OF[t.cause],
+        f"{doer.label} {t.says} before tokenizing, {other.label} does not (e.g. {sample[:40]!r}).",
+        0,
+        _transform_fix(t.name, doer, other),
+        tokens=_token_note(a, b, sample),
+    )
+
+
+def _probe_noise(ex: _Explainer, ctx: _Pair, pair: PairResult) -> dict[str, dict[str, float]]:
+    """The noise floor (what batching alone changes); texts within twice it are batch noise."""
+    a, b = ctx.a, ctx.b
+    if ctx.frozen_a:
+        return {}
+    ctx.progress(f"diagnose {a.label} vs {b.label}: noise floor")
+    floor = {s.label: noise_floor(s.adapter, ctx.texts, s.vectors) for s in (a, b)}
+    limit = {m: 2 * max(floor[a.label][m], floor[b.label][m]) for m in METRICS}
+    if not ex.remaining or not all(np.isfinite(list(limit.values()))):
+        return floor
+    rows = list(ex.remaining)
+    ok = Tolerance(**limit).within({m: pair.per_text[m][rows] for m in METRICS})
+    ex.record(
+        ("batch-noise", ""),
+        "within the noise floor",
+        rows,
+        ok,
+        lambda: Cause(
+            "batch-noise",
+            STAGE_OF["batch-noise"],
+            f"the deltas are within twice what batching alone changes "
+            f"({a.label}: max_abs {floor[a.label]['max_abs']:.2g}, "
+            f"{b.label}: {floor[b.label]['max_abs']:.2g}).",
+            0,
+            "raise the tolerance above the noise floor (see min_tolerance)",
+            evidence=INFERRED,
+            basis=(
+                "no probe reproduced these texts; their deltas are within twice the noise "
+                "floor measured by re-embedding the first texts one at a time"
             ),
-        )
-    causes = list(ex.causes.values())
-    if ex.remaining:
-        causes.append(
-            Cause(
-                "unknown",
-                None,
-                f"{len(ex.remaining)} failing texts match no known cause between "
-                f"{a.label} and {b.label}.",
-                len(ex.remaining),
-                "compare the stages by hand (parity diagnose) and report a new cause",
-                indices=list(ex.remaining),
-            )
-        )
-    causes.sort(key=lambda c: -c.explained)
-    first_stage = first_differing_stage(a, b, texts[failing[0]], tolerance) if failing else None
-    if first_stage is None and causes:
-        first_stage = causes[0].stage
-    return Diagnosis(causes, diff, ex.probes, floor, first_stage)
+        ),
+    )
+    return floor
+
+
+def _unknown(ex: _Explainer, a: Side, b: Side) -> Cause:
+    tried = [p["probe"] for p in ex.probes if "skipped" not in p]
+    return Cause(
+        "unknown",
+        None,
+        f"{len(ex.remaining)} failing texts match no known cause between {a.label} and {b.label}.",
+        len(ex.remaining),
+        "no setting or preprocessing step parity knows reproduces these texts: check that "
+        "both sides load the same model files, and report the texts as a new cause",
+        indices=list(ex.remaining),
+        evidence=INFERRED,
+        basis=f"no probe reproduced the other side on these texts (tried: "
+        f"{', '.join(tried) or 'none applied'})",
+    )
 
 
 def first_differing_stage(a: Side, b: Side, text: str, tolerance: Tolerance) -> str | None:
@@ -295,12 +531,9 @@ def first_differing_stage(a: Side, b: Side, text: str, tolerance: Tolerance) -> 
     return None
 
 
-def _cause_of_change(change: ConfigChange, a: Side, b: Side, sample: str) -> Cause:
-    tokens = _token_note(a, b, sample) if change.cause == "truncation" else []
-    return Cause(change.cause, STAGE_OF[change.cause], change.detail, 0, change.fix, tokens=tokens)
-
-
 def _transform_fix(name: str, doer: Side, other: Side) -> str:
+    if not doer.fixable:
+        return f"{name} texts before {other.label} to restore the recorded behaviour"
     if name in ("strip", "lstrip", "rstrip") and "strip" in doer.spec.options:
         return f"set strip=false on {doer.label}, or {name} texts before {other.label}"
     if name == "newline":

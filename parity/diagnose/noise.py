@@ -18,7 +18,9 @@ def noise_floor(adapter: Adapter, texts: Sequence[str], vectors: np.ndarray) -> 
     take = list(range(min(NOISE_SAMPLE, len(texts))))
     again = np.concatenate([adapter.embed([texts[i]]) for i in reversed(take)])[::-1]
     found = deltas(vectors[take], again)
-    return {m: float(np.nan_to_num(found[m], nan=np.inf).max()) for m in METRICS}
+    # a NaN/Inf row is a finding of its own (cause non-finite), not batch noise
+    finite = ~np.isnan(found["euclidean"])
+    return {m: float(found[m][finite].max()) if finite.any() else 0.0 for m in METRICS}
 
 
 def find_outlier(pairs: Sequence[PairResult], labels: Sequence[str]) -> str | None:

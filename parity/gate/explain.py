@@ -10,7 +10,8 @@ machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from parity.adapters import AdapterSpec
@@ -21,15 +22,57 @@ from parity.gate.result import GateResult
 
 ACCEPT = "if the change is intended, record it with `parity gate --update`"
 
+# Files that change what a model computes: weights, tokenizer, and its configuration. A README,
+# .gitattributes or model card changing accounts for nothing.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+MODEL_FILE_NAMES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+MODEL_FILE_PATTERNS = (
+    "config*.json",
+    "tokenizer*",
+    "vocab*",
+    "*.model",
+    "1_Pooling/*",
+    "*Dense*/*",
+)
 
-def environment_cause(indices: list[int], env: dict[str, Any]) -> Cause:
-    """The environment change that best accounts for texts no setting or transform explains."""
+
+def is_model_file(path: str) -> bool:
+    """Whether a file in the model folder can change the vectors (weights, tokenizer, config)."""
+    pure = PurePosixPath(path)
+    if pure.suffix in MODEL_FILE_SUFFIXES or pure.name in MODEL_FILE_NAMES:
+        return True
+    return any(pure.match(p) or fnmatch(pure.name, p) for p in MODEL_FILE_PATTERNS)
+
+
+def _adapter_libraries(env: dict[str, Any], configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Library changes among the distributions the adapters report using (describe()["versions"],
+    python excepted): a numpy or python upgrade alone says nothing about these vectors."""
+    used = {name for config in configs for name in config.get("versions", {})} - {"python"}
+    return {k: v for k, v in env["libraries"].items() if k in used}
+
+
+def environment_cause(
+    indices: list[int], env: dict[str, Any], configs: list[dict[str, Any]] | None = None
+) -> Cause:
+    """The environment change that best accounts for texts no setting or transform explains:
+    an inference by elimination, never a measurement (evidence "inferred")."""
     files = env["model_files"]
-    libraries = {k: v for k, v in env["libraries"].items() if k not in ("platform", "machine")}
-    if any(files.values()):
-        named = [f"{f} (changed)" for f in files["changed"]]
-        named += [f"{f} (added)" for f in files["added"]]
-        named += [f"{f} (removed)" for f in files["removed"]]
+    named = [f"{f} (changed)" for f in files["changed"] if is_model_file(f)]
+    named += [f"{f} (added)" for f in files["added"] if is_model_file(f)]
+    named += [f"{f} (removed)" for f in files["removed"] if is_model_file(f)]
+    ignored = [f for kind in ("changed", "added", "removed") for f in files[kind]]
+    ignored = [f for f in ignored if not is_model_file(f)]
+    libraries = _adapter_libraries(env, configs or [])
+    unexplained = "no setting or preprocessing probe reproduced these texts"
+    if named:
         return Cause(
             "model-files",
             STAGE_OF["model-files"],
@@ -37,27 +80,38 @@ def environment_cause(indices: list[int], env: dict[str, Any]) -> Cause:
             len(indices),
             f"{ACCEPT}; otherwise restore the model files the baseline was made with",
             indices=indices,
+            evidence="inferred",
+            basis=f"{unexplained}; these weight/tokenizer/config files changed since the "
+            f"baseline: {', '.join(named)}",
         )
     if libraries:
         moved = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in libraries.items())
         return Cause(
             "library-version",
             STAGE_OF["library-version"],
-            f"same settings and model files, but these libraries changed: {moved}.",
+            f"same settings and model files, but libraries this adapter uses changed: {moved}.",
             len(indices),
             f"read their changelogs for preprocessing, dtype or pooling changes and pin the old "
             f"versions; {ACCEPT}",
             indices=indices,
+            evidence="inferred",
+            basis=f"{unexplained}; no weight/tokenizer/config file changed; {moved}",
         )
+    others = "; ".join(env["lines"][:4]) or "nothing recorded changed"
     return Cause(
         "environment",
         STAGE_OF["environment"],
-        "same settings, model files and library versions, yet other vectors: the hardware, "
+        "same settings, model files and adapter libraries, yet other vectors: the hardware, "
         "thread count or a nondeterministic kernel changed.",
         len(indices),
         "raise the tolerance to this pair's min_tolerance, or make the baseline on the machine "
         "that gates",
         indices=indices,
+        evidence="inferred",
+        basis=f"{unexplained}; no weight/tokenizer/config file and no library the adapter uses "
+        f"changed (other differences: {others}"
+        + (f"; not model files: {', '.join(ignored)}" if ignored else "")
+        + ")",
     )
 
 
@@ -91,7 +145,7 @@ def explain_drift(
                 continue
             found = _diagnose_rows(
                 rows,
-                Side(pair.a, base_spec, replica, base_vectors, entry["describe"]),
+                Side(pair.a, base_spec, replica, base_vectors, entry["describe"], fixable=False),
                 Side(label, current_spec, current, run.embeddings[label], run.configs[label]),
                 run.texts,
                 str(model_path),
@@ -104,7 +158,10 @@ def explain_drift(
             )
             for cause in found.causes:
                 if cause.cause == "unknown":
-                    causes.append(environment_cause(cause.indices, gate.env) if frozen else cause)
+                    configs = [entry["describe"], run.configs[label]]
+                    causes.append(
+                        environment_cause(cause.indices, gate.env, configs) if frozen else cause
+                    )
                     continue
                 cause.fix += f"; {ACCEPT}"
                 if frozen and gate.env["lines"]:
@@ -140,7 +197,9 @@ def _diagnose_rows(
 ) -> Diagnosis:
     """diagnose_pair on a subset of texts, with indices mapped back to the full text list."""
     sub_texts = [texts[i] for i in rows]
-    base_sub = Side(base.label, base.spec, base.adapter, base.vectors[rows], base.config)
+    base_sub = Side(
+        base.label, base.spec, base.adapter, base.vectors[rows], base.config, fixable=False
+    )
     current_sub = Side(
         current.label, current.spec, current.adapter, current.vectors[rows], current.config
     )
