@@ -151,6 +151,21 @@ def test_two_causes_on_one_text_are_found_together_and_counts_add_up(bpe_model: 
     assert all("parity diagnose" not in c["fix"] for c in pair.causes)
 
 
+def test_settings_and_normalization_together_are_one_measured_cause(wordpiece: Path) -> None:
+    pair = diagnosed(wordpiece, ["bcembedding", "sentence-transformers"], PLAIN)
+    assert counts(pair) == [("pooling+normalization", 4)]
+    cause = pair.causes[0]
+    assert cause["fix"] == (
+        "set pooling=mean on bcembedding (the model's 1_Pooling config says mean); and set "
+        "normalize=true on sentence-transformers to match the other side, or compare with cosine "
+        "only (the sides differ only in vector length)"
+    )
+    assert cause["basis"] == (
+        "bcembedding rebuilt with pooling=mean reproduced sentence-transformers up to vector "
+        "length on 4/4 texts"
+    )
+
+
 def test_gate_fix_restores_the_current_side_never_the_baseline(
     bpe_model: Path, tmp_path: Path
 ) -> None:

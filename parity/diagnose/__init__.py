@@ -316,10 +316,7 @@ def _probe_normalization(ex: _Explainer, ctx: _Pair) -> None:
         tried = [i for i, take in zip(rows, mask, strict=True) if take]
         if not tried:
             continue
-        x, y = (
-            v[tried] / np.maximum(np.linalg.norm(v[tried], axis=1, keepdims=True), 1e-12)
-            for v in (unit.vectors, raw.vectors)
-        )
+        x, y = _unit(unit.vectors[tried]), _unit(raw.vectors[tried])
         norms = np.linalg.norm(raw.vectors[tried].astype(np.float64), axis=1)
         ex.record(
             ("normalization", unit.label),
@@ -392,6 +389,53 @@ def _probe_settings(ex: _Explainer, ctx: _Pair, combo: list[ConfigChange]) -> No
         _within(again, other.vectors[rows], ctx.tolerance),
         functools.partial(_cause_of_changes, combo, ctx.a, ctx.b, ctx.texts[rows[0]]),
         reproduced=f"{side.label} rebuilt with {setting} reproduced {other.label}",
+    )
+    _probe_renormalized(ex, ctx, combo, (side, other), rows, again)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _probe_renormalized(
+    ex: _Explainer,
+    ctx: _Pair,
+    combo: list[ConfigChange],
+    sides: tuple[Side, Side],
+    rows: list[int],
+    again: np.ndarray,
+) -> None:
+    """Texts the rebuilt side still misses where exactly one side returns unit vectors: do the
+    settings plus normalization explain them (default bcembedding on a non-normalizing model)?"""
+    side, other = sides
+    left = set(ex.remaining)
+    picks = [j for j, i in enumerate(rows) if i in left]
+    if not picks:
+        return
+    x, y = again[picks], other.vectors[[rows[j] for j in picks]]
+    unit_x, unit_y = _is_unit(x), _is_unit(y)
+    mask = unit_x != unit_y
+    if not mask.any():
+        return
+    tried = [rows[j] for j, take in zip(picks, mask, strict=True) if take]
+    unit, raw = (side, other) if unit_x[mask][0] else (other, side)
+    extra = ConfigChange(
+        "normalization",
+        combo[0].side,
+        "normalize",
+        None,
+        f"{unit.label} returns unit vectors, {raw.label} does not.",
+        _normalization_fix(unit, raw, ctx.reference.get("normalize")),
+    )
+    setting = ", ".join(f"{c.key}={c.value}" for c in combo)
+    ex.record(
+        ("+".join([*(c.cause for c in combo), "normalization"]), "setting"),
+        f"{side.label}: {setting}, then unit re-normalization",
+        tried,
+        _within(_unit(x[mask]), _unit(y[mask]), ctx.tolerance),
+        functools.partial(_cause_of_changes, [*combo, extra], ctx.a, ctx.b, ctx.texts[tried[0]]),
+        reproduced=f"{side.label} rebuilt with {setting} reproduced {other.label} up to vector "
+        "length",
     )
 
 
