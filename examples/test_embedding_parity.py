@@ -7,7 +7,11 @@ Run it with, for example:
         --parity-adapter sentence-transformers --parity-adapter custom:pooling=mean \
         --parity-profile ci
 
-Diverging texts are appended to fixtures/regressions.jsonl and replayed first on every run.
+The @given tests below run under parity's hypothesis profile (dev unless --parity-profile or
+HYPOTHESIS_PROFILE names ci, dev or deep), which has no deadline: embedding is slower than
+hypothesis' 200 ms default. Your other tests keep their own profile. A diverging text is
+appended to fixtures/regressions.jsonl, and the `parity-regressions` item replays the entries
+recorded on the model under test first on every later run.
 """
 
 from __future__ import annotations

