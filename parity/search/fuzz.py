@@ -198,6 +198,49 @@ _MAKERS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
+class _Search:
+    """The state of one pair's search: texts checked, texts failing, and the call counts."""
+
+    def __init__(self, a: Adapter, b: Adapter, tolerance: Tolerance, progress: Any) -> None:
+        self.a, self.b, self.tolerance, self.progress = a, b, tolerance, progress
+        self.checked: set[str] = set()
+        self.seen: list[str] = []
+        self.failing: list[str] = []
+        self.failing_set: set[str] = set()
+        self.in_batch: dict[str, dict[str, Any]] = {}
+        self.examples = self.texts = self.shrink_calls = 0
+
+    def compare(self, texts: list[str]) -> PairResult:
+        self.texts += len(texts)
+        a, b = self.a, self.b
+        return compare_pair(a.label, a.embed(texts), b.label, b.embed(texts), texts, self.tolerance)
+
+    def diverges(self, batch: Sequence[str]) -> bool:
+        if not self.failing_set.isdisjoint(batch):
+            return True  # hypothesis replaying the batch that failed: not a new example
+        self.examples += 1
+        if self.examples % 10 == 0:
+            labels = f"{self.a.label} vs {self.b.label}"
+            self.progress(f"{labels}: {self.examples} batches, {len(self.checked)} texts")
+        new = [text for text in dict.fromkeys(batch) if text not in self.checked]
+        if not new:
+            return False
+        self.checked.update(new)
+        self.seen.extend(new[: max(256 - len(self.seen), 0)])
+        pair = self.compare(new)
+        if pair:
+            return False
+        for index in pair.failing_indices():
+            self.failing.append(new[index])
+            self.in_batch[new[index]] = _record(new[index], pair, index)
+        self.failing_set.update(self.failing)
+        return True
+
+    def fails(self, candidates: list[str]) -> list[bool]:
+        self.shrink_calls += 1
+        return [bool(flag) for flag in self.compare(candidates).failing]
+
+
 def fuzz_pair(
     a: Adapter,
     b: Adapter,
@@ -220,41 +263,7 @@ def fuzz_pair(
     from hypothesis.errors import NoSuchExample
 
     strategy = strategy if strategy is not None else search_strategy(batch_size)
-    checked: set[str] = set()
-    seen: list[str] = []
-    failing: list[str] = []
-    failing_set: set[str] = set()
-    counts = {"examples": 0, "texts": 0, "shrink_calls": 0}
-    in_batch: dict[str, dict[str, Any]] = {}
-
-    def compare(texts: list[str]) -> PairResult:
-        counts["texts"] += len(texts)
-        return compare_pair(a.label, a.embed(texts), b.label, b.embed(texts), texts, tolerance)
-
-    def diverges(batch: Sequence[str]) -> bool:
-        if not failing_set.isdisjoint(batch):
-            return True  # hypothesis replaying the batch that failed: not a new example
-        counts["examples"] += 1
-        if counts["examples"] % 10 == 0:
-            progress(f"{a.label} vs {b.label}: {counts['examples']} batches, {len(checked)} texts")
-        new = [text for text in dict.fromkeys(batch) if text not in checked]
-        if not new:
-            return False
-        checked.update(new)
-        seen.extend(new[: max(256 - len(seen), 0)])
-        pair = compare(new)
-        if pair:
-            return False
-        for index in pair.failing_indices():
-            failing.append(new[index])
-            in_batch[new[index]] = _record(new[index], pair, index)
-        failing_set.update(failing)
-        return True
-
-    def fails(candidates: list[str]) -> list[bool]:
-        counts["shrink_calls"] += 1
-        return [bool(flag) for flag in compare(candidates).failing]
-
+    search = _Search(a, b, tolerance, progress)
     config = settings(
         max_examples=max_examples,
         deadline=None,
@@ -264,18 +273,19 @@ def fuzz_pair(
         phases=[Phase.generate],
     )
     rng = random.Random(seed) if seed is not None else None
-    result = FuzzResult(a.label, b.label, 0, seen=seen)
+    result = FuzzResult(a.label, b.label, 0, seen=search.seen)
     try:
-        find(strategy, diverges, settings=config, random=rng)
+        find(strategy, search.diverges, settings=config, random=rng)
     except NoSuchExample:
-        _probe_limits(a, b, compare, result, progress)
+        _probe_limits(a, b, search.compare, result, progress)
     else:
-        minimal = shrink_text(min(failing, key=simplicity), fails)
-        result.minimal_failing = _fails_alone(minimal, failing, compare, in_batch)
-        result.found = failing
-    result.examples = counts["examples"]
-    result.texts = counts["texts"]
-    result.shrink_calls = counts["shrink_calls"]
+        minimal = shrink_text(min(search.failing, key=simplicity), search.fails)
+        result.minimal_failing = _fails_alone(
+            minimal, search.failing, search.compare, search.in_batch
+        )
+        result.found = search.failing
+    result.examples, result.texts = search.examples, search.texts
+    result.shrink_calls = search.shrink_calls
     return result
 
 
@@ -353,7 +363,7 @@ def fuzz_run(
     from parity.compare import compare_all
     from parity.modelinfo import resolve_model
     from parity.runner import RunResult, require_two
-    from parity.search.regressions import append_regression, model_reference
+    from parity.search.regressions import model_reference
 
     require_two(specs)
     model_path = resolve_model(model)
@@ -371,16 +381,8 @@ def fuzz_run(
         minimal[f"{x.label}\t{y.label}"] = found.minimal_failing
         if found.minimal_failing is not None:
             texts.append(found.minimal_failing["text"])
-            # a text that only diverges inside a batch would pass when replayed on its own
-            if regressions is not None and not found.minimal_failing["batch_dependent"]:
-                metrics = {m: found.minimal_failing[m] for m in METRICS}
-                append_regression(
-                    found.minimal_failing["text"],
-                    [x.label, y.label],
-                    metrics,
-                    regressions,
-                    model=model_reference(model_path),
-                )
+            if regressions is not None:
+                _append_regression(found, model_reference(model_path), regressions)
         texts.extend(found.found[:50] + found.seen[:100])
     texts = list(dict.fromkeys(texts))
     embeddings = {label: a.embed(texts) for label, a in adapters.items()}
@@ -396,3 +398,14 @@ def fuzz_run(
         adapters=adapters,
     )
     return result, minimal
+
+
+def _append_regression(found: FuzzResult, model: str, regressions: Path) -> None:
+    """Record a pair's minimal failing text in the corpus, with the model it was found on;
+    a text that only diverges inside a batch would pass when replayed on its own: skipped."""
+    from parity.search.regressions import append_regression
+
+    minimal = found.minimal_failing
+    if minimal is not None and not minimal["batch_dependent"]:
+        metrics = {m: minimal[m] for m in METRICS}
+        append_regression(minimal["text"], [found.a, found.b], metrics, regressions, model=model)
