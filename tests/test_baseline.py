@@ -348,7 +348,7 @@ def test_gate_update_with_a_subset_keeps_the_other_recorded_adapters(
     # the adapters not given are gated (and re-recorded) as recorded, never dropped
     assert gate(baseline, "--adapter", "custom", "--update") == 0
     manifest = json.loads((baseline / "manifest.json").read_text())
-    assert [a["spec"] for a in manifest["adapters"]] == ["custom", "sentence-transformers"]
+    assert [a["spec"] for a in manifest["adapters"]] == ["sentence-transformers", "custom"]
     assert "overridden" not in capsys.readouterr().out  # custom is given as recorded
 
 

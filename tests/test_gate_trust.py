@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,103 @@ def test_an_ndcg_gain_is_reported_and_does_not_fail(
     assert f"nDCG@10 rose (not a failure): custom:dtype=bfloat16 +{gain:.3g}" in out
     report = (tmp_path / "out" / "report.md").read_text()
     assert f"- custom:dtype=bfloat16: +{gain:.3g}" in report
+
+
+# --- cross pairs: recorded even when one fails, so a newly failing pair is caught ---
+
+
+def test_a_baseline_records_every_cross_pair_and_the_gate_names_a_newly_failing_one(
+    bpe_model: Path, tmp_path: Path
+) -> None:
+    texts = tmp_path / "edge.jsonl"
+    edge = [" hello world", "plain text here and more words after it", "tail "]
+    texts.write_text("".join(json.dumps(t) + "\n" for t in edge), encoding="utf-8")
+    argv = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts)]
+    argv += ["--adapter", "sentence-transformers", "--adapter", "custom"]
+    argv += ["--adapter", "custom:max_length=4,label=short", "--no-retrieval"]
+    assert main([*argv, "--out", str(tmp_path / "base"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "base" / "manifest.json").read_text())
+    recorded = {(p["a"], p["b"]): p["passed"] for p in manifest["cross_pairs"]}
+    assert recorded == {
+        ("sentence-transformers", "custom"): True,
+        ("sentence-transformers", "short"): False,
+        ("custom", "short"): False,
+    }
+    # custom now strips: sentence-transformers vs custom, which passed at baseline, fails
+    code, summary = _gate(
+        tmp_path / "base",
+        tmp_path / "out",
+        "--adapter",
+        "custom:strip=true,label=custom",
+        "--no-diagnose",
+    )
+    assert code == 1
+    assert summary["baseline"]["newly_failing_pairs"] == ["sentence-transformers vs custom"]
+
+
+# --- the committed baseline is the tool's own output (`make baseline`) ---
+
+ROOT = Path(__file__).parent.parent
+FIXTURE = ROOT / "fixtures" / "baselines" / "minilm"
+VOLATILE = ("versions",)  # library versions: the environment diff reports them, not this test
+
+
+def _report_adapters() -> list[str]:
+    """The --adapter specs of REPORT_ADAPTERS in the Makefile, which `make baseline` records."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^REPORT_ADAPTERS := ((?:.*\\\n)*.*)$", makefile, re.M)
+    assert match, "REPORT_ADAPTERS not found in the Makefile"
+    return re.findall(r"--adapter (\S+)", match.group(1))
+
+
+def _stable(manifest: dict) -> dict:
+    """The manifest fields `parity baseline create` must reproduce exactly."""
+    return {
+        "schema": manifest["schema"],
+        "model": {k: manifest["model"][k] for k in ("path", "bundled")},
+        "texts": manifest["texts"],
+        "retrieval": manifest["retrieval"],
+        "dim": manifest["dim"],
+        "tolerance": manifest["tolerance"],
+        "adapters": [
+            {**a, "describe": {k: v for k, v in a["describe"].items() if k not in VOLATILE}}
+            for a in manifest["adapters"]
+        ],
+        "cross_pairs": manifest["cross_pairs"],
+    }
+
+
+@pytest.mark.slow
+def test_the_committed_baseline_is_what_baseline_create_records_today(
+    minilm: Path, tmp_path: Path
+) -> None:
+    from parity.baseline import create_baseline, load_baseline
+    from parity.compare import SelfComparisonWarning, Tolerance, compare_pair
+    from parity.retrieval import load_retrieval_set
+    from parity.texts import builtin_corpus
+
+    committed = load_baseline(FIXTURE)
+    assert committed.manifest["model"]["path"] == "bundled:all-MiniLM-L6-v2"
+    assert [a["spec"] for a in committed.adapters] == _report_adapters()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SelfComparisonWarning)  # the report's business, not ours
+        out, _ = create_baseline(
+            _report_adapters(), builtin_corpus(), tmp_path / "now", retrieval=load_retrieval_set()
+        )
+    today = load_baseline(out)
+    assert _stable(committed.manifest) == _stable(today.manifest), "run `make baseline`"
+    tolerance = Tolerance.from_dict(committed.manifest["tolerance"])
+    for label, recorded in committed.vectors.items():
+        pair = compare_pair(
+            "committed", recorded, label, today.vectors[label], today.texts, tolerance
+        )
+        assert pair.passed, f"{label}: {pair.failures} texts moved; run `make baseline`"
+        retrieval = compare_pair(
+            "committed",
+            committed.retrieval_vectors[label],
+            label,
+            today.retrieval_vectors[label],
+            load_retrieval_set().all_texts(),
+            tolerance,
+        )
+        assert retrieval.passed, f"{label}: retrieval vectors moved; run `make baseline`"

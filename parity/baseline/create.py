@@ -27,6 +27,29 @@ from parity.errors import BaselineError, ParityInputError
 from parity.retrieval import RetrievalSet
 
 
+def portable_describe(config: dict[str, Any], model_path: Path) -> dict[str, Any]:
+    """describe() with the model named as the manifest names it (no machine path for the
+    bundled model), so a committed baseline is the same on every machine."""
+    from parity.modelinfo import model_reference
+
+    if "model" not in config:
+        return config
+    same = str(config["model"]) in (str(model_path), str(Path(model_path).resolve()))
+    return {**config, "model": model_reference(model_path)} if same else config
+
+
+def _retrieval_record(retrieval: RetrievalSet | None) -> dict[str, Any] | None:
+    if retrieval is None:
+        return None
+    all_texts = retrieval.all_texts()
+    return {
+        "name": retrieval.name,
+        "version": retrieval.version,
+        "texts": len(all_texts),
+        "sha256": texts_sha256(all_texts),
+    }
+
+
 def build_manifest(
     specs: Sequence[AdapterSpec],
     texts: Sequence[str],
@@ -49,15 +72,6 @@ def build_manifest(
     hashes = text_hashes(texts)
     taken: set[str] = set()
     comparison = compare_all(vectors, texts, tolerance, configs) if len(vectors) > 1 else None
-    retrieval_record = None
-    if retrieval is not None:
-        all_texts = retrieval.all_texts()
-        retrieval_record = {
-            "name": retrieval.name,
-            "version": retrieval.version,
-            "texts": len(all_texts),
-            "sha256": texts_sha256(all_texts),
-        }
     return {
         "schema": SCHEMA_VERSION,
         "kind": KIND,
@@ -71,7 +85,7 @@ def build_manifest(
             "sha256": text_set_hash(hashes),
             "items": hashes,
         },
-        "retrieval": retrieval_record,
+        "retrieval": _retrieval_record(retrieval),
         "dim": next(iter(dims.values())),
         "tolerance": tolerance.as_dict(),
         "adapters": [
@@ -80,13 +94,14 @@ def build_manifest(
                 "name": spec.name,
                 "spec": spec.as_string(),
                 "file": vector_file_name(spec.label, taken),
-                "describe": configs[spec.label],
+                "describe": portable_describe(configs[spec.label], model_path),
             }
             for spec in specs
         ],
         "cross_pairs": [
             {"a": p.a, "b": p.b, "n": p.n, "failures": p.failures, "passed": p.passed}
-            for p in (comparison.pairs if comparison else [])
+            # `is not None`: a Comparison is falsy when a pair fails, and those pairs matter most
+            for p in (comparison.pairs if comparison is not None else [])
         ],
     }
 

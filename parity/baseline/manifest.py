@@ -47,16 +47,13 @@ def model_files(model_path: Path) -> dict[str, str]:
 
 
 def model_record(model_path: Path) -> dict[str, Any]:
-    """Where the model was and what its files hashed to; `bundled` models resolve anywhere."""
-    from parity.modelinfo import bundled_model_path
+    """What the model was and what its files hashed to; the bundled model is recorded as
+    BUNDLED_REFERENCE (it resolves on any machine), any other as its absolute path."""
+    from parity.modelinfo import is_bundled, model_reference
 
-    try:
-        bundled = model_path.resolve() == bundled_model_path().resolve()
-    except Exception:  # the bundled package is optional; any failure means "not bundled"
-        bundled = False
     return {
-        "path": str(model_path.resolve()),
-        "bundled": bundled,
+        "path": model_reference(model_path),
+        "bundled": is_bundled(model_path),
         "files": model_files(model_path),
     }
 

@@ -29,7 +29,7 @@ from parity.retrieval import (
     ndcg_drop_exceeds,
     pair_impact,
 )
-from parity.runner import RunResult, embed_specs, token_exercise
+from parity.runner import Embedded, RunResult, embed_specs, token_exercise
 
 
 def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str, str]:
@@ -60,15 +60,17 @@ def match_adapters(specs: Sequence[AdapterSpec], baseline: Baseline) -> dict[str
 def gate_specs(
     spec_strings: Sequence[str], baseline: Baseline
 ) -> tuple[list[AdapterSpec], dict[str, str], dict[str, str]]:
-    """The adapters to gate: those given, then every other recorded one as it was recorded.
+    """The adapters to gate: those given, and every other recorded one as it was recorded, in
+    the baseline's order.
 
     Returns the specs, current label -> baseline label, and baseline label -> the given spec
     for each recorded adapter a given spec replaced with other settings."""
     given = parse_specs(list(spec_strings))
     matched = match_adapters(given, baseline)
-    rest = [a["spec"] for a in baseline.adapters if a["label"] not in matched.values()]
-    specs = given + parse_specs(rest)
-    matched.update(match_adapters(specs[len(given) :], baseline))
+    rest = parse_specs([a["spec"] for a in baseline.adapters if a["label"] not in matched.values()])
+    matched.update(match_adapters(rest, baseline))
+    order = [entry["label"] for entry in baseline.adapters]  # pairs read as they were recorded
+    specs = sorted(given + rest, key=lambda spec: order.index(matched[spec.label]))
     overridden = {
         matched[spec.label]: spec.as_string()
         for spec in given
@@ -79,12 +81,12 @@ def gate_specs(
 
 def resolve_baseline_model(baseline: Baseline, model: str | Path | None) -> Path:
     """--model if given, else the recorded model (the bundled one resolves on any machine)."""
-    from parity.modelinfo import bundled_model_path, resolve_model
+    from parity.modelinfo import BUNDLED_REFERENCE, bundled_model_path, resolve_model
 
     if model is not None:
         return resolve_model(model)
     record = baseline.manifest["model"]
-    if record.get("bundled"):
+    if record.get("bundled") or record.get("path") == BUNDLED_REFERENCE:
         return bundled_model_path()
     path = Path(record.get("path", ""))
     if not path.is_dir():
@@ -152,15 +154,7 @@ def _run_gate(
     diagnose: bool,
     progress: Callable[[str], None],
 ) -> GateResult:
-    baseline = load_baseline(baseline_dir)
-    progress(
-        f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
-    )
-    if texts is not None and not baseline.same_texts(texts):
-        raise BaselineError(
-            f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
-            f"texts) than the {len(texts)} given; gate on the baseline's own texts (omit --texts)"
-        )
+    baseline = _load(baseline_dir, texts, progress)
     specs, matched, overridden = gate_specs(spec_strings, baseline)
     model_path = resolve_baseline_model(baseline, model)
     tolerance = Tolerance.parse(
@@ -169,45 +163,17 @@ def _run_gate(
     rset, retrieval_note = _retrieval_set(baseline)
     # an update records today's retrieval set even when the baseline's was another version
     recorded_rset = rset if rset is not None or not update else load_retrieval_set()
-    corpus = baseline.texts
     embedded = embed_specs(
-        specs, corpus, model_path, progress, keep_adapters=diagnose, retrieval=recorded_rset
+        specs, baseline.texts, model_path, progress, keep_adapters=diagnose, retrieval=recorded_rset
     )
-    vectors, retrieval_vectors = embedded.embeddings, embedded.retrieval
     try:
-        for label, array in vectors.items():
-            if array.shape[1] != baseline.dim:
-                raise BaselineError(
-                    f"{baseline.path}: embedding dimension {array.shape[1]} from {label}, the "
-                    f"baseline has {baseline.dim}; is --model the model the baseline was made with?"
-                )
-        env = baseline.environment_diff(model_path)
-        pairs = _drift_pairs(baseline, matched, vectors, corpus, tolerance)
-        exercised = token_exercise(embedded.tokens)
-        cross = compare_all(vectors, corpus, tolerance, embedded.configs, exercised).pairs
-        for pair in cross:
-            pair.extra["kind"] = "cross"
-        gate = GateResult(
-            baseline,
-            RunResult(
-                str(model_path),
-                list(corpus),
-                vectors,
-                embedded.configs,
-                {s.label: s for s in specs},
-                Comparison(pairs + cross, tolerance),
-                embedded.timings,
-                embedded.adapters,
-            ),
-            matched,
-            env,
-            max_ndcg_drop,
-            retrieval_note=retrieval_note,
-            overridden=overridden,
+        _check_dims(baseline, embedded.embeddings)
+        gate = _compare(
+            baseline, specs, matched, embedded, model_path, tolerance, max_ndcg_drop, retrieval_note
         )
+        gate.overridden = overridden
         if rset is not None:
-            _attach_retrieval(gate, rset, retrieval_vectors)
-        gate.newly_failing = _newly_failing(baseline, matched, cross)
+            _attach_retrieval(gate, rset, embedded.retrieval)
         if diagnose and gate.drifted:
             for pair in gate.drift_pairs:
                 if not pair:
@@ -217,18 +183,82 @@ def _run_gate(
         for adapter in embedded.adapters.values():
             adapter.close()
     if update:
-        manifest = build_manifest(
-            specs, corpus, model_path, embedded.configs, vectors, tolerance, recorded_rset
+        _record(gate, specs, model_path, embedded, tolerance, recorded_rset)
+    return gate
+
+
+def _record(
+    gate: GateResult,
+    specs: list[AdapterSpec],
+    model_path: Path,
+    embedded: Embedded,
+    tolerance: Tolerance,
+    rset: RetrievalSet | None,
+) -> None:
+    """--update: today's vectors become the baseline (the old one is kept as DIR.prev)."""
+    texts, vectors = gate.baseline.texts, embedded.embeddings
+    manifest = build_manifest(specs, texts, model_path, embedded.configs, vectors, tolerance, rset)
+    gate.previous = write_baseline(
+        gate.baseline.path, manifest, list(texts), vectors, embedded.retrieval, force=True
+    )
+    gate.updated = gate.baseline.path
+
+
+def _load(
+    baseline_dir: str | Path, texts: Sequence[str] | None, progress: Callable[[str], None]
+) -> Baseline:
+    """The baseline, refused when --texts names another text set."""
+    baseline = load_baseline(baseline_dir)
+    progress(
+        f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
+    )
+    if texts is not None and not baseline.same_texts(texts):
+        raise BaselineError(
+            f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
+            f"texts) than the {len(texts)} given; gate on the baseline's own texts (omit --texts)"
         )
-        gate.previous = write_baseline(
-            baseline.path,
-            manifest,
-            list(corpus),
-            vectors,
-            retrieval_vectors,
-            force=True,
-        )
-        gate.updated = baseline.path
+    return baseline
+
+
+def _check_dims(baseline: Baseline, vectors: dict[str, np.ndarray]) -> None:
+    for label, array in vectors.items():
+        if array.shape[1] != baseline.dim:
+            raise BaselineError(
+                f"{baseline.path}: embedding dimension {array.shape[1]} from {label}, the "
+                f"baseline has {baseline.dim}; is --model the model the baseline was made with?"
+            )
+
+
+def _compare(
+    baseline: Baseline,
+    specs: list[AdapterSpec],
+    matched: dict[str, str],
+    embedded: Embedded,
+    model_path: Path,
+    tolerance: Tolerance,
+    max_ndcg_drop: float,
+    retrieval_note: str | None,
+) -> GateResult:
+    """Each adapter against its baseline vectors, and the adapters with each other."""
+    corpus, vectors = baseline.texts, embedded.embeddings
+    pairs = _drift_pairs(baseline, matched, vectors, corpus, tolerance)
+    exercised = token_exercise(embedded.tokens)
+    cross = compare_all(vectors, corpus, tolerance, embedded.configs, exercised).pairs
+    for pair in cross:
+        pair.extra["kind"] = "cross"
+    result = RunResult(
+        str(model_path),
+        list(corpus),
+        vectors,
+        embedded.configs,
+        {s.label: s for s in specs},
+        Comparison(pairs + cross, tolerance),
+        embedded.timings,
+        embedded.adapters,
+    )
+    env = baseline.environment_diff(model_path)
+    gate = GateResult(baseline, result, matched, env, max_ndcg_drop, retrieval_note=retrieval_note)
+    gate.newly_failing = _newly_failing(baseline, matched, cross)
     return gate
 
 
