@@ -156,20 +156,8 @@ def explain_drift(
             details.append(
                 {"texts": len(rows), "baseline_reproduced": not frozen, **found.as_dict()}
             )
-            for cause in found.causes:
-                if cause.cause == "unknown":
-                    configs = [entry["describe"], run.configs[label]]
-                    causes.append(
-                        environment_cause(cause.indices, gate.env, configs) if frozen else cause
-                    )
-                    continue
-                cause.fix += f"; {ACCEPT}"
-                if frozen and gate.env["lines"]:
-                    cause.detail += (
-                        " The recorded settings no longer reproduce the baseline, so the "
-                        "environment changed this: " + "; ".join(gate.env["lines"][:3]) + "."
-                    )
-                causes.append(cause)
+            configs = [entry["describe"], run.configs[label]]
+            causes += _gate_causes(found, gate.env, configs, frozen=frozen)
     finally:
         if replica is not current:
             replica.close()
@@ -182,6 +170,26 @@ def explain_drift(
         "parts": details,
         "environment_diff": gate.env["lines"],
     }
+
+
+def _gate_causes(
+    found: Diagnosis, env: dict[str, Any], configs: list[dict[str, Any]], *, frozen: bool
+) -> list[Cause]:
+    """A pair diagnosis's causes, read as drift: what no probe explained, where the recorded
+    settings no longer reproduce the baseline, is put down to the environment (inferred)."""
+    causes = []
+    for cause in found.causes:
+        if cause.cause == "unknown":
+            causes.append(environment_cause(cause.indices, env, configs) if frozen else cause)
+            continue
+        cause.fix += f"; {ACCEPT}"
+        if frozen and env["lines"]:
+            cause.detail += (
+                " The recorded settings no longer reproduce the baseline, so the "
+                "environment changed this: " + "; ".join(env["lines"][:3]) + "."
+            )
+        causes.append(cause)
+    return causes
 
 
 def _diagnose_rows(
