@@ -6,6 +6,7 @@ Everything here runs on the tiny models (seconds); the wordpiece one has no Norm
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -121,6 +122,29 @@ def test_nan_rows_get_cause_non_finite_and_no_other_probe_sees_them(
         if "tried" in p and p["probe"] != "custom:dtype=float16: NaN/Inf in the output"
     ]
     assert tried and max(tried) == 2
+
+
+@pytest.fixture(scope="module")
+def overflowing(wordpiece: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wordpiece model with word embeddings past float16's range (inf once cast)."""
+    from safetensors.numpy import load_file, save_file
+
+    out = tmp_path_factory.mktemp("overflow") / "model"
+    shutil.copytree(wordpiece, out)
+    tensors = load_file(out / "model.safetensors")
+    key = "embeddings.word_embeddings.weight"
+    tensors[key] = (tensors[key] * 1e6).astype(tensors[key].dtype)
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+def test_an_fp16_overflow_run_is_a_non_finite_finding(overflowing: Path) -> None:
+    pair = diagnosed(overflowing, ["sentence-transformers", "custom:dtype=float16"], PLAIN)
+    assert pair.failures == 4
+    assert counts(pair) == [("non-finite", 4)]
+    cause = pair.causes[0]
+    assert (cause["stage"], cause["evidence"]) == ("token_embeddings", "measured")
+    assert cause["fix"] == "fp16 overflow: set dtype=float32 or bfloat16 on custom:dtype=float16"
 
 
 # --- 10. fixes point at the model's configuration; combined probes ---------------------------
