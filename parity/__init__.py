@@ -1,17 +1,14 @@
-"""parity: do your embedding stacks produce the same vectors, and if not, why?"""
+"""parity: do your embedding stacks produce the same vectors, and if not, why?
+
+The public names load on first use (PEP 562), so `import parity` (and the pytest plugin, which
+every pytest run of an environment with parity installed loads) imports neither numpy nor torch.
+"""
 
 from __future__ import annotations
 
-from parity.adapters import Adapter, AdapterSpec, parse_specs, register
-from parity.compare import (
-    Comparison,
-    PairResult,
-    SelfComparisonWarning,
-    Tolerance,
-    compare_all,
-    compare_pair,
-    deltas,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from parity.errors import (
     AdapterError,
     AdapterUnavailable,
@@ -22,9 +19,52 @@ from parity.errors import (
     ParityInputError,
     SpecError,
 )
-from parity.runner import RunResult, run
-from parity.texts import builtin_corpus, load_texts
 from parity.version import __version__
+
+if TYPE_CHECKING:
+    from parity.adapters import Adapter, AdapterSpec, parse_specs, register
+    from parity.compare import (
+        Comparison,
+        PairResult,
+        SelfComparisonWarning,
+        Tolerance,
+        compare_all,
+        compare_pair,
+        deltas,
+    )
+    from parity.runner import RunResult, run
+    from parity.texts import builtin_corpus, load_texts
+
+_LAZY = {
+    "Adapter": "parity.adapters",
+    "AdapterSpec": "parity.adapters",
+    "parse_specs": "parity.adapters",
+    "register": "parity.adapters",
+    "Comparison": "parity.compare",
+    "PairResult": "parity.compare",
+    "SelfComparisonWarning": "parity.compare",
+    "Tolerance": "parity.compare",
+    "compare_all": "parity.compare",
+    "compare_pair": "parity.compare",
+    "deltas": "parity.compare",
+    "RunResult": "parity.runner",
+    "run": "parity.runner",
+    "builtin_corpus": "parity.texts",
+    "load_texts": "parity.texts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Adapter",

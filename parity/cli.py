@@ -155,7 +155,9 @@ def _add_common(
         "--tol",
         action="append",
         metavar="TOL",
-        help="5e-3 for every metric, or metric=value,... (max_abs, cosine, euclidean) "
+        help="5e-3 for max_abs, cosine and euclidean, or metric=value,... with metrics "
+        "max_abs, cosine, euclidean, rel_euclidean (||a-b||/||a||, off unless set); "
+        "metric=off turns one off "
         f"(default: {default['tol']})",
     )
     if out:
@@ -413,9 +415,11 @@ def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
     code, summary = _run_and_report(args, log, diagnose=True)
     for pair in summary["pairs"]:
         for cause in pair["causes"]:
+            name = "+".join([cause["cause"], *cause.get("also", [])])
+            marker = "inferred: " if cause.get("evidence") == "inferred" else ""
             print(
-                f"{pair['a']} vs {pair['b']}: {cause['cause']} ({cause['explained']} "
-                f"texts): {cause['detail']} Fix: {cause['fix']}"
+                f"{pair['a']} vs {pair['b']}: {marker}{name} ({cause['explained']} texts, "
+                f"{cause.get('evidence')}): {cause['detail']} Fix: {cause['fix']}"
             )
     return code
 

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
+from parity.adapters.base import validate_texts
 from parity.compare import Comparison, Exercised, Tolerance, compare_all
 from parity.errors import ParityInputError
 from parity.modelinfo import resolve_model
@@ -170,6 +171,7 @@ def run(
     """Embed the texts (and the retrieval set, if given) with each adapter, compare every pair,
     and attach each pair's retrieval impact."""
     require_two(specs)
+    texts = validate_texts(texts)  # before any model loads
     if not texts:
         raise ParityInputError("no texts")
     progress = progress or Progress(None)

@@ -12,3 +12,17 @@ def test_all_exports_exist_and_nothing_public_is_missing() -> None:
         if not name.startswith("_") and getattr(value, "__module__", "").startswith("parity")
     }
     assert public <= exported
+
+
+def test_importing_parity_loads_neither_numpy_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, parity; print(sorted(m for m in ('numpy', 'torch', 'transformers') "
+        "if m in sys.modules)); parity.Tolerance; print('numpy' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["[]", "True"]

@@ -22,7 +22,7 @@ from parity.baseline.manifest import (
 )
 from parity.baseline.store import ensure_writable, vector_file_name, write_baseline
 from parity.baseline.swap import baseline_lock
-from parity.compare import Tolerance, compare_all
+from parity.compare import Exercised, Tolerance, compare_all
 from parity.errors import BaselineError, ParityInputError
 from parity.retrieval import RetrievalSet
 
@@ -58,8 +58,10 @@ def build_manifest(
     vectors: dict[str, np.ndarray],
     tolerance: Tolerance,
     retrieval: RetrievalSet | None,
+    exercised: Exercised | None = None,
 ) -> dict[str, Any]:
-    """The manifest.json of a baseline (everything but the checksums, which live beside it)."""
+    """The manifest.json of a baseline (everything but the checksums, which live beside it);
+    `exercised` decides the self-comparison warning as in `parity run` (runner.token_exercise)."""
     from parity.version import __version__
 
     dims = {label: int(v.shape[1]) for label, v in vectors.items()}
@@ -71,7 +73,9 @@ def build_manifest(
         )
     hashes = text_hashes(texts)
     taken: set[str] = set()
-    comparison = compare_all(vectors, texts, tolerance, configs) if len(vectors) > 1 else None
+    comparison = (
+        compare_all(vectors, texts, tolerance, configs, exercised) if len(vectors) > 1 else None
+    )
     return {
         "schema": SCHEMA_VERSION,
         "kind": KIND,
@@ -122,7 +126,7 @@ def create_baseline(
     Returns the baseline path and where a replaced baseline was kept (None if there was none).
     """
     from parity.modelinfo import resolve_model
-    from parity.runner import embed_specs
+    from parity.runner import embed_specs, token_exercise
 
     out = Path(out)
     ensure_writable(out, force=force)  # fail before minutes of embedding, not after
@@ -138,7 +142,14 @@ def create_baseline(
     ):  # a second create/update of `out` is refused now, not overwritten later
         embedded = embed_specs(specs, texts, model_path, progress, retrieval=retrieval)
         manifest = build_manifest(
-            specs, texts, model_path, embedded.configs, embedded.embeddings, tolerance, retrieval
+            specs,
+            texts,
+            model_path,
+            embedded.configs,
+            embedded.embeddings,
+            tolerance,
+            retrieval,
+            token_exercise(embedded.tokens),
         )
         progress(f"writing baseline {out}")
         previous = write_baseline(

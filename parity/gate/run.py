@@ -197,7 +197,16 @@ def _record(
 ) -> None:
     """--update: today's vectors become the baseline (the old one is kept as DIR.prev)."""
     texts, vectors = gate.baseline.texts, embedded.embeddings
-    manifest = build_manifest(specs, texts, model_path, embedded.configs, vectors, tolerance, rset)
+    manifest = build_manifest(
+        specs,
+        texts,
+        model_path,
+        embedded.configs,
+        vectors,
+        tolerance,
+        rset,
+        token_exercise(embedded.tokens),
+    )
     gate.previous = write_baseline(
         gate.baseline.path, manifest, list(texts), vectors, embedded.retrieval, force=True
     )

@@ -362,7 +362,7 @@ def fuzz_run(
 
     from parity.compare import compare_all
     from parity.modelinfo import resolve_model
-    from parity.runner import RunResult, require_two
+    from parity.runner import RunResult, require_two, token_exercise
     from parity.search.regressions import model_reference
 
     require_two(specs)
@@ -387,7 +387,11 @@ def fuzz_run(
     texts = list(dict.fromkeys(texts))
     embeddings = {label: a.embed(texts) for label, a in adapters.items()}
     configs = {label: a.describe() for label, a in adapters.items()}
-    comparison = compare_all(embeddings, texts, tolerance, configs)
+    tokens = {label: a.tokenize(texts) for label, a in adapters.items()}
+    exercised = token_exercise(
+        {k: None if v is None else [tuple(t) for t in v] for k, v in tokens.items()}
+    )
+    comparison = compare_all(embeddings, texts, tolerance, configs, exercised)
     result = RunResult(
         str(model_path),
         texts,

