@@ -14,9 +14,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parity.version import __version__
+
+if TYPE_CHECKING:
+    from parity.runner import RunResult
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -297,7 +300,7 @@ def cmd_list_adapters(args: argparse.Namespace, log: WarningLog) -> int:
 
 
 def finish_run(
-    result: Any,
+    result: RunResult,
     out: str | None,
     title: str,
     log: WarningLog,
@@ -311,7 +314,7 @@ def finish_run(
 
 
 def write_report(
-    result: Any,
+    result: RunResult,
     out: str | None,
     title: str,
     log: WarningLog,
@@ -390,7 +393,7 @@ def _run_and_report(
 
 
 def diagnose_and_close(
-    result: Any, progress: Callable[[str], None], *, enabled: bool = True
+    result: RunResult, progress: Callable[[str], None], *, enabled: bool = True
 ) -> dict[str, Any]:
     """Fill each failing pair's causes, then free the adapters the run kept loaded for it;
     return run-level findings (the outlier, the time diagnosis took)."""
@@ -401,7 +404,7 @@ def diagnose_and_close(
             adapter.close()
 
 
-def _diagnose(result: Any, progress: Callable[[str], None]) -> dict[str, Any]:
+def _diagnose(result: RunResult, progress: Callable[[str], None]) -> dict[str, Any]:
     from parity.diagnose import diagnose_run
 
     started = time.perf_counter()
@@ -453,11 +456,8 @@ def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
     )
     extra = diagnose_and_close(result, progress)
     for pair in result.comparison.pairs:
-        found = minimal.get(f"{pair.a}\t{pair.b}")
-        pair.extra["minimal_failing"] = found
-        if found is not None:
-            # the search's find decides even where the re-embedded texts pass (batch-dependent)
-            pair.extra["passed"] = False
+        pair.searched = True
+        pair.minimal_failing = minimal.get(f"{pair.a}\t{pair.b}")
     extra["max_examples"] = max_examples
     extra["seed"] = seed
     return finish_run(result, args.out, "parity fuzz", log, extra)

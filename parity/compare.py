@@ -7,7 +7,8 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -205,6 +206,35 @@ class TextDelta:
         }
 
 
+class PairRole(str, Enum):
+    """A pair's role in `parity gate`: an adapter against its own baseline vectors (these pairs
+    gate), or two adapters run today (reported; they gate only when newly failing)."""
+
+    BASELINE = "baseline"
+    CROSS = "cross"
+
+
+class MinimalFailing(TypedDict):
+    """The simplest diverging text `parity fuzz` found for a pair, measured on its own (or
+    inside its batch, with `batch_dependent` true, when it only diverges among other texts)."""
+
+    text: str
+    max_abs: float
+    cosine: float
+    euclidean: float
+    batch_dependent: bool
+
+
+@dataclass
+class BaselineLink:
+    """What a gate pair is compared with: the recorded adapter and its recorded settings (for
+    a BASELINE pair), or the pair's verdict when the baseline was made (for a CROSS pair)."""
+
+    baseline_adapter: str | None = None
+    baseline_config: dict[str, Any] | None = None
+    at_baseline: dict[str, int] | None = None
+
+
 @dataclass
 class PairResult:
     """Comparison of two adapters over the same texts. Truthy when every text is within tolerance.
@@ -222,8 +252,12 @@ class PairResult:
     failing: np.ndarray
     causes: list[dict[str, Any]] = field(default_factory=list)
     diagnosis: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
     nonfinite: dict[str, list[int]] = field(default_factory=dict)
+    retrieval: dict[str, Any] | None = None  # retrieval impact (parity.retrieval.pair_impact)
+    searched: bool = False  # set by `parity fuzz`, which reports minimal_failing per pair
+    minimal_failing: MinimalFailing | None = None
+    role: PairRole | None = None  # set by `parity gate`
+    link: BaselineLink | None = None  # set by `parity gate`
 
     @property
     def n(self) -> int:
@@ -235,7 +269,9 @@ class PairResult:
 
     @property
     def passed(self) -> bool:
-        return self.failures == 0
+        """No text beyond tolerance, and no diverging text found by a search (fuzz's find
+        decides even when it only diverges inside a batch)."""
+        return self.failures == 0 and self.minimal_failing is None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -310,8 +346,24 @@ class PairResult:
             "worst": [d.as_dict() for d in self.worst()],
             "causes": self.causes,
             **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
-            **self.extra,
+            **self._optional_fields(),
         }
+
+    def _optional_fields(self) -> dict[str, Any]:
+        """summary.json keys that only some commands fill (retrieval, fuzz, gate)."""
+        out: dict[str, Any] = {}
+        if self.retrieval is not None:
+            out["retrieval"] = self.retrieval
+        if self.searched:
+            out["minimal_failing"] = self.minimal_failing
+        if self.role is not None:
+            out["kind"] = self.role.value
+        if self.role is PairRole.BASELINE:
+            out["adapter"] = self.b
+        if self.link is not None:
+            link = {k: v for k, v in vars(self.link).items() if v is not None}
+            out.update(link)
+        return out
 
 
 def metric_lines(delta: TextDelta, tolerance: Tolerance) -> list[str]:

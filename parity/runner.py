@@ -187,7 +187,7 @@ def run(
     )
     if retrieval is not None:
         for pair in comparison.pairs:
-            pair.extra["retrieval"] = pair_impact(
+            pair.retrieval = pair_impact(
                 retrieval, embedded.retrieval[pair.a], embedded.retrieval[pair.b]
             )
     return RunResult(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.baseline import Baseline
-from parity.compare import PairResult
+from parity.compare import PairResult, PairRole
 from parity.runner import RunResult
 
 DEFAULT_MAX_NDCG_DROP = 0.005
@@ -33,11 +33,11 @@ class GateResult:
 
     @property
     def drift_pairs(self) -> list[PairResult]:
-        return [p for p in self.result.comparison.pairs if p.extra.get("kind") == "baseline"]
+        return [p for p in self.result.comparison.pairs if p.role is PairRole.BASELINE]
 
     @property
     def cross_pairs(self) -> list[PairResult]:
-        return [p for p in self.result.comparison.pairs if p.extra.get("kind") == "cross"]
+        return [p for p in self.result.comparison.pairs if p.role is PairRole.CROSS]
 
     @property
     def drifted(self) -> list[str]:

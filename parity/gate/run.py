@@ -18,7 +18,15 @@ from parity.baseline import Baseline, build_manifest, load_baseline
 from parity.baseline.manifest import texts_sha256
 from parity.baseline.store import write_baseline
 from parity.baseline.swap import baseline_lock
-from parity.compare import Comparison, PairResult, Tolerance, compare_all, compare_pair
+from parity.compare import (
+    BaselineLink,
+    Comparison,
+    PairResult,
+    PairRole,
+    Tolerance,
+    compare_all,
+    compare_pair,
+)
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.gate.explain import explain_drift
 from parity.gate.result import BASELINE_PREFIX, DEFAULT_MAX_NDCG_DROP, GateResult
@@ -254,7 +262,7 @@ def _compare(
     exercised = token_exercise(embedded.tokens)
     cross = compare_all(vectors, corpus, tolerance, embedded.configs, exercised).pairs
     for pair in cross:
-        pair.extra["kind"] = "cross"
+        pair.role = PairRole.CROSS
     result = RunResult(
         str(model_path),
         list(corpus),
@@ -288,14 +296,8 @@ def _drift_pairs(
             texts,
             tolerance,
         )
-        pair.extra.update(
-            {
-                "kind": "baseline",
-                "adapter": label,
-                "baseline_adapter": base_label,
-                "baseline_config": baseline.entry(base_label)["describe"],
-            }
-        )
+        pair.role = PairRole.BASELINE
+        pair.link = BaselineLink(base_label, baseline.entry(base_label)["describe"])
         pairs.append(pair)
     return pairs
 
@@ -305,16 +307,14 @@ def _attach_retrieval(
 ) -> None:
     for pair in gate.drift_pairs:
         base = gate.baseline.retrieval_vectors[gate.matched[pair.b]]
-        pair.extra["retrieval"] = pair_impact(rset, base, retrieval_vectors[pair.b])
-        change = ndcg_change(pair.extra["retrieval"])
+        pair.retrieval = pair_impact(rset, base, retrieval_vectors[pair.b])
+        change = ndcg_change(pair.retrieval)
         if change is not None:
             gate.ndcg_changes[pair.b] = change
-        if ndcg_drop_exceeds(pair.extra["retrieval"], gate.max_ndcg_drop):
+        if ndcg_drop_exceeds(pair.retrieval, gate.max_ndcg_drop):
             gate.ndcg_failures.append(pair.b)
     for pair in gate.cross_pairs:
-        pair.extra["retrieval"] = pair_impact(
-            rset, retrieval_vectors[pair.a], retrieval_vectors[pair.b]
-        )
+        pair.retrieval = pair_impact(rset, retrieval_vectors[pair.a], retrieval_vectors[pair.b])
 
 
 def _newly_failing(
@@ -326,7 +326,9 @@ def _newly_failing(
     for pair in cross:
         recorded = before.get(frozenset((matched[pair.a], matched[pair.b])))
         if recorded is not None:
-            pair.extra["at_baseline"] = {"failures": recorded["failures"], "n": recorded["n"]}
+            pair.link = BaselineLink(
+                at_baseline={"failures": recorded["failures"], "n": recorded["n"]}
+            )
             if recorded["passed"] and not pair:
                 newly.append(f"{pair.a} vs {pair.b}")
     return newly

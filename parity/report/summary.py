@@ -50,7 +50,8 @@ def build_summary(
         "pairs": [pair.as_dict() for pair in comparison.pairs],
     }
     summary.update(extra or {})
-    return _clean(summary)
+    cleaned: dict[str, Any] = _clean(summary)
+    return cleaned
 
 
 def write_json(path: Path, data: Any) -> None:

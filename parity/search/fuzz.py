@@ -9,13 +9,16 @@ import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
 from parity.adapters import Adapter
-from parity.compare import METRICS, PairResult, Tolerance, compare_pair
+from parity.compare import MinimalFailing, PairResult, Tolerance, compare_pair
 from parity.search.shrink import shrink_text, simplicity
+
+if TYPE_CHECKING:
+    from parity.runner import RunResult
 from parity.search.strategies import (
     COMBINING_MARKS,
     EMOJI,
@@ -54,7 +57,7 @@ class FuzzResult:
     a: str
     b: str
     examples: int
-    minimal_failing: dict[str, Any] | None = None
+    minimal_failing: MinimalFailing | None = None
     found: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     texts: int = 0
@@ -207,7 +210,7 @@ class _Search:
         self.seen: list[str] = []
         self.failing: list[str] = []
         self.failing_set: set[str] = set()
-        self.in_batch: dict[str, dict[str, Any]] = {}
+        self.in_batch: dict[str, MinimalFailing] = {}
         self.examples = self.texts = self.shrink_calls = 0
 
     def compare(self, texts: list[str]) -> PairResult:
@@ -289,17 +292,23 @@ def fuzz_pair(
     return result
 
 
-def _record(text: str, pair: PairResult, index: int) -> dict[str, Any]:
+def _record(text: str, pair: PairResult, index: int, *, in_batch: bool = False) -> MinimalFailing:
     delta = pair.delta(index)
-    return {"text": text, **{m: getattr(delta, m) for m in METRICS}, "batch_dependent": False}
+    return MinimalFailing(
+        text=text,
+        max_abs=delta.max_abs,
+        cosine=delta.cosine,
+        euclidean=delta.euclidean,
+        batch_dependent=in_batch,
+    )
 
 
 def _fails_alone(
     minimal: str,
     failing: list[str],
     compare: Callable[[list[str]], PairResult],
-    in_batch: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+    in_batch: dict[str, MinimalFailing],
+) -> MinimalFailing:
     """The record of a text that diverges embedded on its own, as a user will replay it.
 
     The shrunk text is checked alone; if batching made it fail (padding, batch-size effects),
@@ -309,7 +318,7 @@ def _fails_alone(
         alone = compare([text])
         if not alone:
             return _record(text, alone, 0)
-    return {**in_batch[min(failing, key=simplicity)], "batch_dependent": True}
+    return MinimalFailing(**{**in_batch[min(failing, key=simplicity)], "batch_dependent": True})
 
 
 def limit_probe_texts(limits: Collection[int]) -> list[str]:
@@ -354,7 +363,7 @@ def fuzz_run(
     seed: int | None,
     regressions: Path | None,
     progress: Callable[[str], None],
-) -> tuple[Any, dict[str, dict[str, Any] | None]]:
+) -> tuple[RunResult, dict[str, MinimalFailing | None]]:
     """Search every pair, then compare and diagnose on the texts the search saw.
 
     Returns a RunResult (adapters still loaded) and the minimal failing example per pair."""
@@ -371,7 +380,7 @@ def fuzz_run(
     for label, adapter in adapters.items():
         progress(f"{label}: loading {model_path.name}")
         adapter.load()
-    minimal: dict[str, dict[str, Any] | None] = {}
+    minimal: dict[str, MinimalFailing | None] = {}
     texts: list[str] = []
     for x, y in itertools.combinations(adapters.values(), 2):
         progress(f"searching {x.label} vs {y.label} ({max_examples} examples at most)")
@@ -411,5 +420,6 @@ def _append_regression(found: FuzzResult, model: str, regressions: Path) -> None
 
     minimal = found.minimal_failing
     if minimal is not None and not minimal["batch_dependent"]:
-        metrics = {m: minimal[m] for m in METRICS}
+        metrics = {"max_abs": minimal["max_abs"], "cosine": minimal["cosine"]}
+        metrics["euclidean"] = minimal["euclidean"]
         append_regression(minimal["text"], [found.a, found.b], metrics, regressions, model=model)
