@@ -1,5 +1,6 @@
-"""The `parity_baseline` fixture's logic: compare live adapters with a stored baseline, or
-(re)write it, following pytest-regressions (a missing baseline is written and the test fails)."""
+"""The `parity_baseline` fixture's logic: check live adapters against a stored baseline.
+
+Follows pytest-regressions: a missing baseline is written and the test fails once."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""Searching for divergences: hypothesis strategies and profiles, batch-first fuzzing,
-shrinking, and the regression corpus. Submodules are imported on demand (hypothesis is heavy)."""
+"""Searching for divergences: strategies, profiles, batch-first fuzzing, shrinking, regressions.
+
+Submodules are imported on demand (hypothesis is heavy)."""

@@ -1,5 +1,6 @@
-"""Batch-first property search: one hypothesis example is a large batch of texts, embedded in one
-call per adapter; a diverging text is then shrunk in batches too (see parity.search.shrink)."""
+"""Batch-first property search: each hypothesis example is a batch of texts, embedded at once.
+
+One call per adapter per batch; a diverging text is then shrunk in batches too (parity.search.shrink)."""
 
 from __future__ import annotations
 
