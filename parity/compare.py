@@ -64,10 +64,11 @@ class Tolerance:
         return cls(**values)
 
     @classmethod
-    def from_dict(cls, recorded: Mapping[str, float]) -> Tolerance:
+    def from_dict(cls, recorded: Mapping[str, float] | None) -> Tolerance:
         """A tolerance as as_dict() recorded it (baseline manifest, summary.json): a metric left
-        out was off. An empty record means the defaults."""
-        if not recorded:
+        out was off, so {} is every metric off (`--tol off`); None (nothing recorded) means the
+        defaults."""
+        if recorded is None:
             return cls()
         return cls(**{m: float(recorded.get(m, math.inf)) for m in METRICS})
 

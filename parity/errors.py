@@ -5,9 +5,15 @@ ParityError
  +-- SpecError             an adapter spec on the command line is wrong (unknown name or key)
  +-- ModelNotFound         the model path does not exist or is not a model directory
  +-- AdapterUnavailable    an optional framework is not installed (message has the install step)
- +-- AdapterError          a framework failed or returned unusable vectors
+ +-- AdapterError          a model cannot be loaded from the given path, or an adapter returned
+ |                         output of the wrong shape or dtype
  +-- ComparisonError       two adapters' vectors cannot be compared (dimension, count)
  +-- BaselineError         a baseline directory is missing, damaged or does not match
+
+Outside ParityError (a crash, not an input the user can fix: the CLI's exit 3 with error.log):
+
+RuntimeError
+ +-- AdapterCrash          a backend raised while embedding; names the adapter, chains the cause
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ class AdapterUnavailable(ParityError):
 
 
 class AdapterError(ParityError):
-    """A framework raised, or returned vectors that are not a finite (n, dim) array."""
+    """A model could not be loaded from the given path, or the output is not a numeric (n, dim)
+    array (NaN/Inf rows are findings, not errors)."""
+
+
+class AdapterCrash(RuntimeError):
+    """A backend's `_embed` raised: a bug or a framework failure, never bad input. Not a
+    ParityError, so the CLI reports it as an internal error (exit 3, traceback in error.log)."""
 
 
 class ComparisonError(ParityError):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from parity.adapters.base import Adapter, Option, parse_bool, validate_texts
-from parity.errors import AdapterError, AdapterUnavailable, ParityInputError, SpecError
+from parity.errors import (
+    AdapterCrash,
+    AdapterError,
+    AdapterUnavailable,
+    ParityError,
+    ParityInputError,
+    SpecError,
+)
 
 
 class FunctionAdapter(Adapter):
@@ -84,10 +91,13 @@ def test_backend_exception_is_wrapped_with_label() -> None:
     def boom(texts: list[str]) -> Any:
         raise RuntimeError("CUDA out of memory")
 
+    # a crash, not bad input: AdapterCrash is no ParityError, so the CLI exits 3 with error.log
     with pytest.raises(
-        AdapterError, match="mine: embedding failed: RuntimeError: CUDA out of memory"
-    ):
+        AdapterCrash, match="adapter mine crashed while embedding: RuntimeError: CUDA out of memory"
+    ) as caught:
         FunctionAdapter(boom, label="mine").embed(["a"])
+    assert not isinstance(caught.value, ParityError)
+    assert isinstance(caught.value.__cause__, RuntimeError)
 
 
 def test_context_manager_loads_once_and_frees() -> None:

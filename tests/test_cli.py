@@ -232,3 +232,29 @@ def test_no_retrieval_skips_the_retrieval_set(bpe_model: Path, tmp_path: Path) -
     summary = json.loads((out / "summary.json").read_text())
     assert "retrieval" not in summary["pairs"][0]
     assert "Retrieval impact" not in (out / "report.md").read_text()
+
+
+def test_a_baseline_recorded_with_every_metric_off_is_gated_with_every_metric_off(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parity.compare import Tolerance
+
+    # as_dict() leaves out a metric that is off, so `--tol off` records {}: that must read back
+    # as "all off", not as the 5e-3 defaults (None, nothing recorded, is the defaults)
+    assert Tolerance.parse("off").as_dict() == {}
+    assert Tolerance.from_dict({}) == Tolerance.parse("off")
+    assert Tolerance.from_dict(None) == Tolerance()
+    texts = tmp_path / "edge.jsonl"
+    texts.write_text('"  hello world"\n"plain text"\n" x "\n', encoding="utf-8")
+    base = tmp_path / "base"
+    create = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts), "--quiet"]
+    assert (
+        main([*create, "--out", str(base), "--adapter", "custom:strip=true", "--tol", "off"]) == 0
+    )
+    assert json.loads((base / "manifest.json").read_text())["tolerance"] == {}
+    out = tmp_path / "gate"
+    gate = ["gate", "--baseline", str(base), "--out", str(out), "--quiet", "--no-diagnose"]
+    # custom without strip drifts on 2 of 3 texts: beyond 5e-3, within "off"
+    assert main([*gate, "--adapter", "custom"]) == 0
+    assert json.loads((out / "summary.json").read_text())["tolerance"] == {}
+    assert main([*gate, "--adapter", "custom", "--tol", "5e-3"]) == 1

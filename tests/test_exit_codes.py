@@ -60,7 +60,13 @@ def test_a_crash_in_describe_exits_3_with_the_traceback_in_out(
     assert "Traceback (most recent call last)" in logged
     assert "in _boom" in logged and "RuntimeError: boom" in logged
     assert logged.startswith("parity 0.1.0 on Python ")
-    assert not (out / "summary.json").exists()  # no verdict for a run that did not finish
+    # no verdict for a run that did not finish: summary.json says it failed, and why
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["exit_code"] == 3
+    assert (
+        summary["error"] == f"internal error: RuntimeError: boom second line (traceback in {log})"
+    )
+    assert not (out / "report.md").exists()
 
 
 def test_a_crash_in_tokenize_exits_3(
@@ -287,3 +293,113 @@ def test_gate_update_over_drift_passes_in_line_summary_and_exit_code(
     assert line.startswith("parity gate: UPDATED: the replaced check: FAIL: custom drifted (2/3")
     assert summary["passed"] is True
     assert summary["baseline"]["passed"] is False  # the check it replaced, as it was
+    # report.md's headline agrees with the line, summary["passed"] and the exit code
+    report = (out / "report.md").read_text()
+    headline = next(x for x in report.splitlines() if x.startswith("**"))
+    assert headline == (
+        "**UPDATED: today's vectors are the new baseline; "
+        "the check they replaced: FAIL: drifted: custom**"
+    )
+    assert "FAIL" not in report.split(headline)[0]
+
+
+class CrashingAdapter(Adapter):
+    """A backend whose _embed raises, as a framework bug or an out-of-range max_length would."""
+
+    name = "crashing"
+    summary = "raises inside _embed"
+
+    def _load(self) -> None:
+        pass
+
+    def _embed(self, texts: list[str]) -> Any:
+        raise RuntimeError("index out of range in self")
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+
+def _stale_pass(out: Path) -> None:
+    """What an earlier, passing run left in --out."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text('{"passed": true, "pairs": []}\n', encoding="utf-8")
+    (out / "report.md").write_text("# parity run\n\n**PASS: every pair is within tolerance**\n")
+
+
+def test_a_crash_inside_a_backends_embed_exits_3_naming_the_adapter(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parity.adapters import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "crashing", CrashingAdapter)
+    out = tmp_path / "out"
+    _stale_pass(out)
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    code = main([*argv, "--adapter", "custom", "--adapter", "crashing:label=broken"])
+    assert code == 3
+    kind, message, log = _internal_error(capsys.readouterr().err)
+    assert kind == "AdapterCrash"
+    assert message == (
+        "adapter broken crashed while embedding: RuntimeError: index out of range in self"
+    )
+    assert log == out / "error.log"
+    logged = log.read_text()
+    assert "in _embed" in logged and "RuntimeError: index out of range in self" in logged
+    assert "The above exception was the direct cause" in logged
+    # the earlier run's PASS does not survive next to error.log
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["exit_code"] == 3
+    assert summary["error"] == capsys_line_of(kind, message, log)
+    assert not (out / "report.md").exists()
+
+
+def capsys_line_of(kind: str, message: str, log: Path) -> str:
+    return f"internal error: {kind}: {message} (traceback in {log})"
+
+
+def test_a_model_directory_that_cannot_be_loaded_stays_exit_2(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bpe_model, broken)
+    for weights in [*broken.glob("*.safetensors"), *broken.glob("*.bin")]:
+        weights.write_bytes(b"not weights")
+    out = tmp_path / "out"
+    _stale_pass(out)
+    (out / "error.log").write_text("a traceback from an earlier crash\n")
+    argv = _run(broken, _texts(tmp_path, ["hello"]), "--out", str(out))
+    code = main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"parity: error: custom: cannot load a model from '{broken}' (")
+    assert "check that --model points to a complete model directory" in err
+    assert err.count("\n") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["exit_code"] == 2
+    assert summary["error"] == err.strip().removeprefix("parity: ")
+    assert not (out / "report.md").exists()
+    assert not (out / "error.log").exists()  # this error wrote none: an old one would mislead
+
+
+def test_an_input_error_replaces_a_stale_passing_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "gate"
+    _stale_pass(out)
+    code = main(["gate", "--baseline", str(tmp_path / "missing"), "--out", str(out), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == {
+        "passed": False,
+        "error": err.strip().removeprefix("parity: "),
+        "exit_code": 2,
+        "tool_version": "0.1.0",
+        "warnings": [],
+    }
+    assert not (out / "report.md").exists()

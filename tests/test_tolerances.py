@@ -49,7 +49,7 @@ def test_recorded_tolerances_round_trip_and_an_old_record_keeps_rel_euclidean_of
     assert Tolerance.from_dict(old_baseline) == Tolerance(euclidean=1e-2)
     for tol in (Tolerance(), Tolerance.parse("rel_euclidean=1e-3,euclidean=off")):
         assert Tolerance.from_dict(json.loads(json.dumps(tol.as_dict()))) == tol
-    assert Tolerance.from_dict({}) == Tolerance()
+    assert Tolerance.from_dict(None) == Tolerance()  # nothing recorded: the defaults
 
 
 def test_rel_euclidean_passes_a_long_vector_the_absolute_metrics_fail() -> None:

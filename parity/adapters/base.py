@@ -14,7 +14,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.errors import AdapterError, AdapterUnavailable, ParityInputError, SpecError
+from parity.errors import (
+    AdapterCrash,
+    AdapterError,
+    AdapterUnavailable,
+    ParityError,
+    ParityInputError,
+    SpecError,
+)
 from parity.texts import unencodable
 
 VERSIONED_PACKAGES = (
@@ -167,8 +174,11 @@ class Adapter(abc.ABC):
         except (AdapterUnavailable, ParityInputError):
             raise
         except Exception as exc:
+            # the model directory is the user's input: a bad one is fixable, so exit 2
             raise AdapterError(
-                f"{self.label}: loading {self.model!r} failed: {type(exc).__name__}: {exc}"
+                f"{self.label}: cannot load a model from {self.model!r} "
+                f"({type(exc).__name__}: {exc}); check that --model points to a complete "
+                "model directory this adapter can read"
             ) from exc
         self.load_seconds = time.perf_counter() - started
         self._loaded = True
@@ -194,11 +204,12 @@ class Adapter(abc.ABC):
         started = time.perf_counter()
         try:
             raw = self._embed(texts)
-        except ParityInputError:
+        except ParityError:  # raised on purpose: it already says what to fix
             raise
         except Exception as exc:
-            raise AdapterError(
-                f"{self.label}: embedding failed: {type(exc).__name__}: {exc}"
+            # a crash inside the framework or our backend is not bad input: exit 3, traceback kept
+            raise AdapterCrash(
+                f"adapter {self.label} crashed while embedding: {type(exc).__name__}: {exc}"
             ) from exc
         self.embed_seconds += time.perf_counter() - started
         return self._validate_output(raw, len(texts))

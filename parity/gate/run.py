@@ -165,9 +165,7 @@ def _run_gate(
     baseline = _load(baseline_dir, texts, progress)
     specs, matched, overridden = gate_specs(spec_strings, baseline)
     model_path = resolve_baseline_model(baseline, model)
-    tolerance = Tolerance.parse(
-        tol, base=Tolerance.from_dict(baseline.manifest.get("tolerance", {}))
-    )
+    tolerance = Tolerance.parse(tol, base=Tolerance.from_dict(baseline.manifest.get("tolerance")))
     rset, retrieval_note = _retrieval_set(baseline)
     # an update records today's retrieval set even when the baseline's was another version
     recorded_rset = rset if rset is not None or not update else load_retrieval_set()

@@ -197,7 +197,8 @@ def baseline_lines(baseline: dict[str, Any]) -> list[str]:
 
 
 def gate_verdict(baseline: dict[str, Any]) -> str:
-    """The gate's headline: drift, ranking and newly failing pairs decide it, not cross pairs."""
+    """The gate's headline: drift, ranking and newly failing pairs decide it, not cross pairs;
+    `gate --update` over a failed check passes, as the terminal's UPDATED line and exit 0 say."""
     if baseline["passed"]:
         return (
             f"PASS: no adapter drifted from the baseline ({len(baseline['adapters'])} checked); "
@@ -208,6 +209,11 @@ def gate_verdict(baseline: dict[str, Any]) -> str:
         parts.append(f"nDCG@10 dropped: {', '.join(baseline['ndcg_failures'])}")
     if baseline.get("newly_failing_pairs"):
         parts.append(f"newly failing: {', '.join(baseline['newly_failing_pairs'])}")
+    if baseline.get("updated"):
+        return (
+            "UPDATED: today's vectors are the new baseline; the check they replaced: FAIL: "
+            + "; ".join(parts)
+        )
     return "FAIL: " + "; ".join(parts)
 
 

@@ -1,0 +1,271 @@
+"""What each `parity` command does (cmd_*), and how a run becomes summary.json, report.md and
+its verdict line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parity.cli.outcome import EXIT_OK, WarningLog, exit_code
+
+if TYPE_CHECKING:
+    from parity.runner import RunResult
+
+
+def _load_texts(path: str | None) -> list[str]:
+    from parity.texts import builtin_corpus, load_texts
+
+    return load_texts(path) if path else builtin_corpus()
+
+
+def _retrieval_set() -> Any:
+    from parity.retrieval import load_retrieval_set
+
+    return load_retrieval_set()
+
+
+def cmd_list_adapters(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.adapters import REGISTRY
+
+    for name, cls in REGISTRY.items():
+        ok, why = cls.available()
+        print(f"{name}  ({'available' if ok else 'UNAVAILABLE: ' + why})")
+        print(f"    {cls.summary}")
+        for key, option in cls.all_options().items():
+            choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
+            print(f"    {key}={option.default!s}{choices}  {option.help}")
+        print("    label=NAME  tells two specs of one adapter apart")
+    return EXIT_OK
+
+
+def finish_run(
+    result: RunResult,
+    out: str | None,
+    title: str,
+    log: WarningLog,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Write summary.json + report.md, print the verdict line; the exit code follows the same
+    summary["passed"] the line and the files show."""
+    summary = write_report(result, out, title, log, extra)
+    print(verdict_line(summary, out))
+    return exit_code(summary["passed"])
+
+
+def write_report(
+    result: RunResult,
+    out: str | None,
+    title: str,
+    log: WarningLog,
+    extra: dict[str, Any] | None = None,
+    *,
+    passed: bool | None = None,
+) -> dict[str, Any]:
+    """The summary.json dict of a RunResult, written with report.md when `out` is given.
+
+    `passed` is the command's verdict; by default every pair passed (as summary.json shows them)."""
+    from parity.report import build_summary, render_markdown, write_outputs
+
+    adapters = [
+        {
+            "label": label,
+            "name": result.specs[label].name,
+            "spec": result.specs[label].as_string(),
+            "config": config,
+        }
+        for label, config in result.configs.items()
+    ]
+    summary = build_summary(
+        result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
+    )
+    summary["passed"] = all(p["passed"] for p in summary["pairs"]) if passed is None else passed
+    summary["warnings"] = list(log.entries)
+    if out:
+        write_outputs(Path(out), summary, render_markdown(summary, title))
+    return summary
+
+
+def verdict_line(summary: dict[str, Any], out: str | None) -> str:
+    pairs = summary["pairs"]
+    failed = [p for p in pairs if not p["passed"]]
+    where = f"; report in {out}" if out else ""
+    if summary["passed"]:
+        return f"parity: PASS: {len(pairs)} pair(s) within tolerance on {summary['n_texts']} texts{where}"
+    names = ", ".join(f"{p['a']} vs {p['b']} ({_failed_what(p)})" for p in failed)
+    return f"parity: FAIL: {len(failed)} of {len(pairs)} pair(s) differ: {names}{where}"
+
+
+def _failed_what(pair: dict[str, Any]) -> str:
+    if pair["failures"] or not pair.get("minimal_failing"):
+        return f"{pair['failures']}/{pair['n']}"
+    return "a text the search found diverges inside a batch; see minimal_failing"
+
+
+def cmd_run(args: argparse.Namespace, log: WarningLog) -> int:
+    return _run_and_report(args, log, diagnose=not args.no_diagnose)[0]
+
+
+def _run_and_report(
+    args: argparse.Namespace, log: WarningLog, *, diagnose: bool
+) -> tuple[int, dict[str, Any]]:
+    from parity.adapters import parse_specs
+    from parity.compare import Tolerance
+    from parity.runner import Progress, run
+
+    specs = parse_specs(args.adapter)
+    tolerance = Tolerance.parse(args.tol)
+    texts = _load_texts(args.texts)
+    progress = Progress(None if args.quiet else sys.stderr)
+    result = run(
+        specs,
+        texts,
+        model=args.model,
+        tolerance=tolerance,
+        progress=progress,
+        keep_adapters=diagnose,
+        retrieval=None if args.no_retrieval else _retrieval_set(),
+    )
+    extra = diagnose_and_close(result, progress, enabled=diagnose)
+    summary = write_report(result, args.out, "parity run", log, extra)
+    print(verdict_line(summary, args.out))
+    return exit_code(summary["passed"]), summary
+
+
+def diagnose_and_close(
+    result: RunResult, progress: Callable[[str], None], *, enabled: bool = True
+) -> dict[str, Any]:
+    """Fill each failing pair's causes, then free the adapters the run kept loaded for it;
+    return run-level findings (the outlier, the time diagnosis took)."""
+    try:
+        return _diagnose(result, progress) if enabled and not result.passed else {}
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+
+
+def _diagnose(result: RunResult, progress: Callable[[str], None]) -> dict[str, Any]:
+    from parity.diagnose import diagnose_run
+
+    started = time.perf_counter()
+    extra = diagnose_run(result, progress=progress)
+    extra["diagnosis_seconds"] = round(time.perf_counter() - started, 3)
+    return extra
+
+
+def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
+    """Run, diagnose every failing pair, and print the causes (the report too, with --out)."""
+    code, summary = _run_and_report(args, log, diagnose=True)
+    for pair in summary["pairs"]:
+        for cause in pair["causes"]:
+            name = "+".join([cause["cause"], *cause.get("also", [])])
+            marker = "inferred: " if cause.get("evidence") == "inferred" else ""
+            print(
+                f"{pair['a']} vs {pair['b']}: {marker}{name} ({cause['explained']} texts, "
+                f"{cause.get('evidence')}): {cause['detail']} Fix: {cause['fix']}"
+            )
+    return code
+
+
+def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.adapters import parse_specs
+    from parity.compare import Tolerance
+    from parity.runner import Progress
+    from parity.search.fuzz import fuzz_run
+    from parity.search.profiles import load_profile
+
+    specs = parse_specs(args.adapter)
+    profile = load_profile(args.profile)
+    max_examples = profile.max_examples if args.max_examples is None else args.max_examples
+    progress = Progress(None if args.quiet else sys.stderr)
+    seed = args.seed
+    if seed is None and not profile.derandomize:
+        # dev and deep search new texts each run; the seed in summary.json replays one
+        import secrets
+
+        seed = secrets.randbelow(2**32)
+        progress(f"random seed {seed} (pass --seed {seed} to repeat this search)")
+    result, minimal = fuzz_run(
+        specs,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol),
+        max_examples=max_examples,
+        seed=seed,
+        regressions=Path(args.regressions) if args.regressions else None,
+        progress=progress,
+    )
+    extra = diagnose_and_close(result, progress)
+    for pair in result.comparison.pairs:
+        pair.searched = True
+        pair.minimal_failing = minimal.get(f"{pair.a}\t{pair.b}")
+    extra["max_examples"] = max_examples
+    extra["seed"] = seed
+    return finish_run(result, args.out, "parity fuzz", log, extra)
+
+
+def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.baseline import create_baseline
+    from parity.compare import Tolerance
+    from parity.runner import Progress
+
+    out, previous = create_baseline(
+        args.adapter,
+        _load_texts(args.texts),
+        args.out,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol),
+        retrieval=None if args.no_retrieval else _retrieval_set(),
+        force=args.force,
+        progress=Progress(None if args.quiet else sys.stderr),
+    )
+    kept = f"; the previous one is kept in {previous}" if previous else ""
+    print(f"parity: baseline written to {out} ({len(args.adapter)} adapter(s)){kept}")
+    return EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
+    from parity.runner import Progress
+
+    gate = run_gate(
+        args.baseline,
+        spec_strings=args.adapter,
+        model=args.model,
+        tol=args.tol,
+        texts=_load_texts(args.texts) if args.texts else None,
+        max_ndcg_drop=(DEFAULT_MAX_NDCG_DROP if args.max_ndcg_drop is None else args.max_ndcg_drop),
+        update=args.update,
+        diagnose=not args.no_diagnose,
+        progress=Progress(None if args.quiet else sys.stderr),
+    )
+    # --update accepts what drifted: the command passes, summary["baseline"] keeps the check
+    passed = gate.passed or gate.updated is not None
+    write_report(
+        gate.result, args.out, "parity gate", log, {"baseline": gate.section()}, passed=passed
+    )
+    line = verdict_line(gate, args.out)
+    if passed and not gate.passed:
+        line = "parity gate: UPDATED: the replaced check: " + line.removeprefix("parity gate: ")
+    print(line)
+    return exit_code(passed)
+
+
+def cmd_tiny_model(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.tinymodels import build_tiny_model
+
+    print(build_tiny_model(args.kind, args.out, seed=args.seed))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, WarningLog], int]] = {
+    "run": cmd_run,
+    "diagnose": cmd_diagnose,
+    "fuzz": cmd_fuzz,
+    "baseline": cmd_baseline,
+    "gate": cmd_gate,
+    "list-adapters": cmd_list_adapters,
+    "tiny-model": cmd_tiny_model,
+}
