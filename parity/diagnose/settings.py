@@ -118,13 +118,18 @@ def _detail(key: str, side: SideSettings, other: SideSettings) -> str:
 
 
 def setting_fix(key: str, a: SideSettings, b: SideSettings, reference: Mapping[str, Any]) -> str:
-    """Move the side that departs from the model's configuration back to it; where that side is
-    not settable (a baseline), restore the settable side to the other's value instead."""
+    """Move the side that departs from the model's configuration back to it (both sides when
+    both depart); where that side is not settable (a baseline), restore the settable side to the
+    other's value instead."""
     ref = reference.get(key, "float32" if key == "dtype" else None)
     departing = [s for s in (a, b) if ref is not None and s.config.get(key) != ref]
     why = _reference_note(key, ref)
-    if len(departing) == 1 and departing[0].fixable and key in departing[0].options:
+    settable = [s for s in departing if s.fixable and key in s.options]
+    if len(departing) == 1 and settable:
         fix = f"set {key}={ref} on {departing[0].label} ({why})"
+    elif len(departing) == 2 and len(settable) == 2:
+        # both depart: move both to the model's value, never one departing value onto the other
+        fix = f"set {key}={ref} on {a.label} and {b.label} ({why})"
     else:
         target, source = (b, a) if b.fixable and key in b.options else (a, b)
         if not target.fixable or key not in target.options:

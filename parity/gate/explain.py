@@ -183,13 +183,34 @@ def _gate_causes(
             causes.append(environment_cause(cause.indices, env, configs) if frozen else cause)
             continue
         cause.fix += f"; {ACCEPT}"
-        if frozen and env["lines"]:
-            cause.detail += (
-                " The recorded settings no longer reproduce the baseline, so the "
-                "environment changed this: " + "; ".join(env["lines"][:3]) + "."
-            )
+        if frozen:
+            cause.basis += "; " + _environment_inference(env, configs)
         causes.append(cause)
     return causes
+
+
+def relevant_changes(env: dict[str, Any], configs: list[dict[str, Any]]) -> list[str]:
+    """The environment changes that can move these vectors: weight/tokenizer/config files and
+    the libraries the adapters use (a README, numpy or python changing does not count)."""
+    files = env["model_files"]
+    named = [f"{f} ({kind})" for kind in ("changed", "added", "removed") for f in files[kind]]
+    named = [n for n in named if is_model_file(n.rsplit(" (", 1)[0])]
+    libraries = _adapter_libraries(env, configs)
+    return named + [f"{k} {old} -> {new}" for k, (old, new) in libraries.items()]
+
+
+def _environment_inference(env: dict[str, Any], configs: list[dict[str, Any]]) -> str:
+    """Why the environment is blamed for a measured setting's texts, as the inference it is."""
+    changed = relevant_changes(env, configs)
+    where = (
+        f"of what changed, these can move the vectors: {', '.join(changed)}"
+        if changed
+        else "no weight/tokenizer/config file and no library the adapter uses changed"
+    )
+    return (
+        "inferred: the recorded settings, rebuilt today, no longer reproduce the baseline, so "
+        f"something outside the settings moved too ({where})"
+    )
 
 
 def _diagnose_rows(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -332,6 +333,13 @@ def _newly_failing(
     return newly
 
 
+def _cause_name(cause: dict[str, Any]) -> str:
+    """A cause as the verdict line names it: `pooling+truncation`, or `inferred: model-files`
+    for a cause put down by elimination."""
+    name = "+".join([cause["cause"], *cause.get("also", [])])
+    return f"inferred: {name}" if cause.get("evidence") == "inferred" else name
+
+
 def verdict_line(gate: GateResult, out: str | None) -> str:
     """One line for the terminal and CI logs."""
     where = f"; report in {out}" if out else ""
@@ -346,7 +354,7 @@ def verdict_line(gate: GateResult, out: str | None) -> str:
         parts = []
         for pair in gate.drift_pairs:
             if not pair:
-                causes = ", ".join(c["cause"] for c in pair.causes) or "not diagnosed"
+                causes = ", ".join(map(_cause_name, pair.causes)) or "not diagnosed"
                 parts.append(f"{pair.b} drifted ({pair.failures}/{pair.n} texts; {causes})")
         parts += [
             f"{label}: nDCG@10 dropped {-gate.ndcg_changes[label]:.3g} (more than "

@@ -1,0 +1,144 @@
+"""Probes on the returned vectors alone: NaN/Inf rows, and unit versus raw vector lengths."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from parity.diagnose.causes import Cause, Explainer, PairContext, Side, is_unit, unit, within
+from parity.diagnose.probes import STAGE_OF
+
+STAGES = ("token_embeddings", "pooled", "normalized")
+
+
+def probe_non_finite(ex: Explainer, ctx: PairContext) -> None:
+    """NaN/Inf rows are findings of their own, measured, and no other probe sees them."""
+    for side in (ctx.a, ctx.b):
+        rows = [i for i in ex.remaining if not np.isfinite(side.vectors[i]).all()]
+        if rows:
+            ex.record(
+                ("non-finite", side.label),
+                f"{side.label}: NaN/Inf in the output",
+                rows,
+                np.ones(len(rows), dtype=bool),
+                functools.partial(non_finite_cause, side, ctx.texts[rows[0]], len(rows)),
+            )
+
+
+def non_finite_cause(side: Side, sample: str, count: int) -> Cause:
+    """The stage only where re-running the stages shows the NaN/Inf; fp16 advice only for a side
+    that runs float16, and as a certainty only where the overflow was reproduced."""
+    dtype = side.config.get("dtype")
+    stage, where = non_finite_stage(side, sample)
+    return Cause(
+        "non-finite",
+        stage,
+        f"{side.label} returns NaN or Inf for {count} texts (dtype {dtype}); {where}.",
+        0,
+        _non_finite_fix(side, dtype, reproduced=stage is not None),
+        basis=f"{side.label}'s output holds NaN or Inf for {count} failing texts (seen in the vectors)",
+    )
+
+
+def _non_finite_fix(side: Side, dtype: Any, *, reproduced: bool) -> str:
+    option = type(side.adapter).all_options().get("dtype")
+    if not side.fixable:
+        return "the recorded vectors hold NaN/Inf for these texts: record finite ones"
+    if dtype == "float16" and option is not None:
+        wider = " or ".join(
+            d for d in ("float32", "bfloat16") if not option.choices or d in option.choices
+        )
+        if reproduced:
+            return f"fp16 overflow: set dtype={wider} on {side.label}"
+        return (
+            f"{side.label} runs float16, which overflows past 65504: try dtype={wider} on it "
+            "(the NaN/Inf was not reproduced on re-run, so overflow is not confirmed)"
+        )
+    if dtype == "float32":
+        return (
+            f"{side.label} runs float32, so this is not fp16 overflow: check its weights and "
+            "its inputs for these texts"
+        )
+    return (
+        f"run {side.label} with dtype=float32 to see whether it overflows, and check its "
+        "inputs for these texts"
+    )
+
+
+def non_finite_stage(side: Side, text: str) -> tuple[str | None, str]:
+    """The first stage whose output is not finite on re-run, and a note saying what was seen."""
+    seen = "seen in the returned vectors"
+    stages = getattr(side.adapter, "stages", None)
+    if stages is None or not side.fixable:
+        return None, f"{seen}; the stages cannot be re-run to locate it"
+    try:
+        found = stages([text])
+    except Exception as exc:  # locating the stage is a nicety; the finding stands without it
+        return None, f"{seen}; re-running the stages failed ({type(exc).__name__}: {exc})"
+    for stage in STAGES:
+        if not np.isfinite(np.asarray(found[stage][0], dtype=np.float64)).all():
+            return stage, f"the re-run stages reproduce it, first at {stage}"
+    return None, f"{seen} but not reproduced in the stages on re-run"
+
+
+def probe_normalization(ex: Explainer, ctx: PairContext) -> None:
+    """Re-normalize both sides, only on texts where exactly one side returns unit vectors."""
+    rows = list(ex.remaining)
+    if not rows:
+        return
+    unit_a, unit_b = is_unit(ctx.a.vectors[rows]), is_unit(ctx.b.vectors[rows])
+    if (unit_a == unit_b).all():
+        which = "both sides return" if unit_a.all() else "the sides agree on whether they return"
+        ex.skip("unit re-normalization", f"{which} unit vectors on every failing text")
+        return
+    for unit_side, raw, mask in (
+        (ctx.a, ctx.b, unit_a & ~unit_b),
+        (ctx.b, ctx.a, unit_b & ~unit_a),
+    ):
+        tried = [i for i, take in zip(rows, mask, strict=True) if take]
+        if not tried:
+            continue
+        x, y = unit(unit_side.vectors[tried]), unit(raw.vectors[tried])
+        norms = np.linalg.norm(raw.vectors[tried].astype(np.float64), axis=1)
+        ex.record(
+            ("normalization", unit_side.label),
+            "unit re-normalization",
+            tried,
+            within(x, y, ctx.tolerance),
+            functools.partial(normalization_cause, unit_side, raw, norms, ctx.reference),
+            reproduced="both sides scaled to unit length agreed",
+        )
+
+
+def normalization_cause(
+    unit_side: Side, raw: Side, norms: np.ndarray, reference: dict[str, Any]
+) -> Cause:
+    return Cause(
+        "normalization",
+        STAGE_OF["normalization"],
+        f"{unit_side.label} returns unit vectors, {raw.label} does not (norms "
+        f"{norms.min():.3g} to {norms.max():.3g}).",
+        0,
+        normalization_fix(unit_side, raw, reference.get("normalize")),
+    )
+
+
+def normalization_fix(unit_side: Side, raw: Side, model_normalizes: bool | None) -> str:
+    """Point at the side that departs from the model (Normalize module or not)."""
+    cosine = "or compare with cosine only (the sides differ only in vector length)"
+
+    def settable(side: Side) -> bool:
+        return side.fixable and "normalize" in type(side.adapter).all_options()
+
+    if model_normalizes is not None:
+        departing = raw if model_normalizes else unit_side
+        if settable(departing):
+            state, note = ("true", "has a") if model_normalizes else ("false", "has no")
+            return f"set normalize={state} on {departing.label} (the model {note} Normalize module)"
+    for side in (raw, unit_side):
+        if settable(side):
+            state = "true" if side is raw else "false"
+            return f"set normalize={state} on {side.label} to match the other side, {cosine}"
+    return f"normalize {raw.label}'s vectors yourself, {cosine}"
