@@ -2,16 +2,16 @@
 
 Loaded into every pytest run of an environment that has parity installed, so it is inert
 unless a test uses one of its fixtures: loading it changes no environment variable, loads no
-hypothesis profile and imports neither hypothesis nor any framework. Once a parity fixture
-loads the adapters, HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE default to 1 until the session
-ends. Hypothesis tests that use a parity fixture (and no @settings of their own) get parity's
+hypothesis profile and imports neither hypothesis nor any framework. Using a fixture changes no
+environment variable either: the adapters load a local model directory with the frameworks'
+local_files_only, so they never reach a hub (offline flags such as HF_HUB_OFFLINE are read once,
+when huggingface_hub is imported, so setting them here could not work). Hypothesis tests that use a parity fixture (and no @settings of their own) get parity's
 profile; every other test keeps hypothesis' own.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ import pytest
 
 DEFAULT_ADAPTERS = ["sentence-transformers", "custom"]
 PARITY_FIXTURES = frozenset({"assert_parity", "parity_adapters", "parity_baseline"})
-OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 REPLAY_ITEM = "parity-regressions"
 _RECORD = "parity_regression"
 """Attribute of an assert_parity failure holding its corpus record (see _recorded_failures)."""
@@ -81,13 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _Session:
-    """Adapters loaded once (with the offline flags they need), for fixtures and the replay."""
+    """Adapters loaded once, for fixtures and the replay."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.adapters: dict[str, Any] = {}
         self.model: Path | None = None
-        self.saved_env: dict[str, str | None] = {}
 
     def regressions_path(self) -> Path:
         path = Path(self.config.getoption("parity_regressions"))
@@ -107,9 +105,6 @@ class _Session:
 
             specs = parse_specs(self.config.getoption("parity_adapters") or DEFAULT_ADAPTERS)
             model = self.resolve_model()
-            for flag in OFFLINE_FLAGS:
-                self.saved_env.setdefault(flag, os.environ.get(flag))
-                os.environ.setdefault(flag, "1")
             for spec in specs:
                 adapter = spec.build(model)
                 adapter.load()
@@ -117,16 +112,10 @@ class _Session:
         return self.adapters
 
     def close(self) -> None:
-        """Free the adapters and put the offline flags back as they were."""
+        """Free the adapters."""
         for adapter in self.adapters.values():
             adapter.close()
         self.adapters.clear()
-        for flag, value in self.saved_env.items():
-            if value is None:
-                os.environ.pop(flag, None)
-            else:
-                os.environ[flag] = value
-        self.saved_env.clear()
 
 
 _KEY = pytest.StashKey[_Session]()

@@ -6,6 +6,7 @@ profile registry and sys.modules are the project's own, not this test process's.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,7 @@ import pytest
 from parity.search.regressions import model_reference
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "test_embedding_parity.py"
-HEAVY = ("torch", "transformers", "sentence_transformers", "tokenizers", "hypothesis")
-# numpy is not in HEAVY: `import parity` (hence loading the plugin) imports it, see the README.
+HEAVY = ("numpy", "torch", "transformers", "sentence_transformers", "tokenizers", "hypothesis")
 
 RECORDER = f"""
 import json, os, sys
@@ -86,6 +86,55 @@ def test_unused_plugin_changes_no_environment_module_or_outcome(
     assert seen["parity"]["modules"] == seen["no:parity"]["modules"] == []
     assert seen["parity"]["env"] == seen["no:parity"]["env"]
     assert "HF_HUB_OFFLINE" not in seen["parity"]["env"]
+
+
+USES_PARITY_THEN_READS_ENV = """
+import os
+
+def test_uses_parity(parity_adapters):
+    assert parity_adapters
+
+def test_reads_environment_later():
+    added = sorted({"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"} & set(os.environ))
+    assert added == [], f"parity left {added} in the environment"
+"""
+
+
+def test_a_parity_fixture_adds_no_environment_variable_for_later_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
+) -> None:
+    _clean_env(monkeypatch)
+    pytester.makepyfile(test_env=USES_PARITY_THEN_READS_ENV)
+    result = _run(pytester, "--parity-model", str(bpe_model))
+    result.assert_outcomes(passed=2)
+
+
+NO_NETWORK = """
+import socket, sys
+from parity.adapters import parse_specs
+
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network access: {args[:2]}")
+
+socket.getaddrinfo = refuse
+socket.socket.connect = refuse
+for spec in parse_specs(sys.argv[2:]):
+    adapter = spec.build(sys.argv[1])
+    adapter.load()
+    print(spec.label, adapter.embed(["a b"]).shape)
+"""
+
+
+def test_adapters_load_a_local_model_without_offline_flags_or_network(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
+) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "empty-hf-home"))
+    script = pytester.makepyfile(no_network=NO_NETWORK)
+    specs = ["sentence-transformers", "custom", "langchain", "bcembedding:pooling=mean"]
+    result = pytester.run(sys.executable, str(script), str(bpe_model), *specs)
+    assert result.ret == 0, result.stderr.str()
+    assert [line.split(" (")[0] for line in result.outlines if "(" in line] == specs
 
 
 @pytest.mark.parametrize("profile", [None, "ci"])

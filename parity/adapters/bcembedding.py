@@ -39,6 +39,7 @@ class BCEmbeddingAdapter(Adapter):
             pooler=self.config["pooling"],
             use_fp16=self.config["dtype"] == "float16",
             device=self.config["device"],
+            local_files_only=True,  # passed on to from_pretrained: never the hub
         )
         max_length = self.config["max_length"]
         if max_length == "auto":

@@ -68,12 +68,16 @@ class CustomAdapter(Adapter):
         self.normalize = info.normalize if normalize == "auto" else bool(normalize)
         self.dtype = torch_dtype(self.config["dtype"])
         self.device = self.config["device"]
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
         lowercase = self.config["lowercase"]
         self.lowercase = info.do_lower_case if lowercase == "auto" else bool(lowercase)
         if self.lowercase:
             lowercase_tokenizer(self.tokenizer)
-        self.net = AutoModel.from_pretrained(self.model, dtype=self.dtype).to(self.device).eval()
+        self.net = (
+            AutoModel.from_pretrained(self.model, dtype=self.dtype, local_files_only=True)
+            .to(self.device)
+            .eval()
+        )
         self._torch = torch
         self.last_stages: dict[str, Any] = {}
 

@@ -45,7 +45,8 @@ class LangChainAdapter(Adapter):
             encode_kwargs["normalize_embeddings"] = bool(self.config["normalize"])
         self.lc = HuggingFaceEmbeddings(
             model_name=self.model,
-            model_kwargs={"device": self.config["device"]},
+            # passed on to SentenceTransformer: a local directory, never the hub
+            model_kwargs={"device": self.config["device"], "local_files_only": True},
             encode_kwargs=encode_kwargs,
         )
 

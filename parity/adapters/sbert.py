@@ -48,7 +48,7 @@ def load_sentence_transformer(model: str, device: str, dtype: str, normalize: An
     """Load a SentenceTransformer; normalize=False drops a Normalize module, True adds none."""
     from sentence_transformers import SentenceTransformer
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"local_files_only": True}  # a local directory: never the hub
     if dtype != "float32":
         kwargs["model_kwargs"] = {"dtype": torch_dtype(dtype)}
     st = SentenceTransformer(model, device=device, **kwargs)
