@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -201,3 +203,129 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- the lock: complete or absent, stale ones taken over, unknown ones left to the user ---
+
+
+@pytest.mark.parametrize("content", ["", "not a pid\n"])
+def test_a_lock_that_names_no_process_is_held_and_says_what_to_do(
+    base: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parity.cli import main
+
+    lock = base.with_name("base.lock")
+    lock.write_text(content)
+    before = sorted((p.name, p.stat().st_size) for p in base.iterdir())
+    assert main(["gate", "--baseline", str(base), "--update", "--no-diagnose", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"parity: error: {base}: the lock {lock} names no process (it is empty or unreadable), "
+        "so another parity process may be writing this baseline; wait and retry, or delete the "
+        "lock if no parity process is running"
+    )
+    assert lock.read_text() == content
+    assert sorted((p.name, p.stat().st_size) for p in base.iterdir()) == before
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_stale_lock_is_taken_over_said_and_released(base: Path) -> None:
+    from parity.baseline.swap import baseline_lock
+
+    lock = base.with_name("base.lock")
+    pid = _dead_pid()
+    lock.write_text(f"{pid}\n")
+    notes: list[str] = []
+    with baseline_lock(base, notes.append):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    assert notes == [f"took over the stale lock {lock.absolute()} (process {pid} is gone)"]
+    assert sorted(p.name for p in base.parent.iterdir()) == ["base"]
+
+
+def test_the_lock_appears_with_its_pid_in_one_step(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a second writer could read while the first takes the lock: no lock, or one naming it
+    from parity.baseline import swap
+
+    lock = base.with_name("base.lock").absolute()
+    seen: list[str | None] = []
+    monkeypatch.setattr(swap.os, "fdopen", _watched(os.fdopen, seen, lock))
+    monkeypatch.setattr(swap.os, "link", _watched(os.link, seen, lock))
+    with swap.baseline_lock(base, lambda _: None):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    assert seen and set(seen) <= {None, f"{os.getpid()}\n"}
+
+
+def _watched(call: Callable[..., Any], seen: list[str | None], lock: Path) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        seen.append(lock.read_text() if lock.exists() else None)
+        result = call(*args, **kwargs)
+        seen.append(lock.read_text() if lock.exists() else None)
+        return result
+
+    return wrapper
+
+
+def test_a_lock_taken_while_a_stale_one_is_removed_is_given_back(base: Path) -> None:
+    # writer A judged the lock stale; meanwhile writer B took it over and holds a new one
+    from parity.baseline.swap import _read_lock, _remove_stale
+
+    lock = base.with_name("base.lock")
+    lock.write_text(f"{_dead_pid()}\n")
+    judged = _read_lock(lock)
+    assert judged is not None
+    lock.unlink()
+    lock.write_text(f"{os.getpid()}\n")  # B's live lock, a new file
+    assert not _remove_stale(lock, *judged)
+    assert lock.read_text() == f"{os.getpid()}\n"
+    assert sorted(p.name for p in base.parent.iterdir()) == ["base", "base.lock"]
+
+
+def test_on_windows_a_lock_is_never_probed_and_the_user_is_told_to_remove_it(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.baseline import swap
+    from parity.errors import BaselineError
+
+    def no_kill(pid: int, sig: int) -> None:
+        raise AssertionError("os.kill(pid, 0) sends CTRL_C_EVENT on Windows")
+
+    monkeypatch.setattr(swap, "_WINDOWS", True)
+    monkeypatch.setattr(swap.os, "kill", no_kill)
+    lock = base.with_name("base.lock")
+    pid = _dead_pid()
+    lock.write_text(f"{pid}\n")
+    with pytest.raises(BaselineError) as caught:
+        with swap.baseline_lock(base, lambda _: None):
+            pass
+    assert str(caught.value) == (
+        f"{base.absolute()}: the lock {lock.absolute()} says parity process {pid} is writing this "
+        "baseline (parity cannot check processes on Windows); wait for it to finish, or delete "
+        "the lock if that process is gone"
+    )
+    assert lock.read_text() == f"{pid}\n"
+
+
+def test_a_replace_works_where_directories_cannot_be_opened(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.baseline import load_baseline, write_baseline
+
+    real_open = os.open
+
+    def no_directories(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))  # as Windows says
+        return real_open(path, flags, *args, **kwargs)
+
+    old = load_baseline(base)
+    new = {k: v + np.float32(1.0) for k, v in old.vectors.items()}
+    monkeypatch.setattr(os, "open", no_directories)
+    write_baseline(base, old.manifest, old.texts, new, force=True, notify=lambda _: None)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(load_baseline(base).vectors["custom"], new["custom"])

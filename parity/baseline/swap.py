@@ -9,9 +9,12 @@ Files are written and fsynced into a staging folder `.DIR.tmp-<pid>` beside DIR.
   between those renames, the next command that writes or reads DIR finds the journal of a dead
   process and finishes (or rolls back) the swap, saying so.
 
-A lock file DIR.lock (O_CREAT | O_EXCL, holding the writer's PID) refuses a second writer; a
-lock whose PID no longer runs is taken over, and the folders its writer left are removed, both
-with a message. PARITY_TEST_KILL_AT=<step> SIGKILLs the writer at that step (tests only) and
+A lock file DIR.lock refuses a second writer. It appears complete or not at all: the writer's PID
+is written to a temp file, which is then hard-linked to DIR.lock (fails if it exists). A lock
+whose PID no longer runs is taken over (renamed aside, checked to be the same stale file, then
+removed) and the folders its writer left are removed, both with a message. A lock that names no
+PID (empty, unreadable) is treated as held, and so is every lock on Windows, where parity does not
+probe other processes: the message says which file to delete if no writer is running. PARITY_TEST_KILL_AT=<step> SIGKILLs the writer at that step (tests only) and
 PARITY_TEST_SWAP=rename forces the journalled renames.
 """
 
@@ -25,16 +28,19 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from parity.errors import BaselineError
+from parity.files import fsync_directory
 
 Notify = Callable[[str], None]
 _HELD: set[Path] = set()
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+_WINDOWS = os.name == "nt"
 
 
 def to_stderr(message: str) -> None:
@@ -48,6 +54,10 @@ def _kill_at(step: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs; always True on Windows, where os.kill(pid, 0) would not
+    probe but send CTRL_C_EVENT."""
+    if _WINDOWS:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,14 +65,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sibling(path: Path, suffix: str) -> Path:
@@ -73,30 +75,99 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def _take_lock(lock: Path, notify: Notify) -> None:
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            text = (
-                lock.read_text(encoding="utf-8", errors="replace").strip() if lock.exists() else ""
-            )
-            pid = int(text) if text.isdigit() else None
-            if pid is not None and pid != os.getpid() and _alive(pid):
-                raise BaselineError(
-                    f"{lock.with_name(lock.name[: -len('.lock')])}: another parity process "
-                    f"(pid {pid}) is writing this baseline (lock {lock}); wait for it to finish, "
-                    "or delete the lock if that process is not parity"
-                ) from None
-            lock.unlink(missing_ok=True)
-            notify(f"took over the stale lock {lock} (process {text or '?'} is gone)")
-            continue
+def _link_lock(lock: Path) -> int | None:
+    """Create `lock` holding this PID in one step; its inode, or None if a lock exists."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{lock.name}-", dir=lock.parent)
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(f"{os.getpid()}\n")
             file.flush()
             os.fsync(file.fileno())
-        return
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; anyone may read which process holds it
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            return None
+        return os.stat(tmp).st_ino
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read_lock(lock: Path) -> tuple[str, int] | None:
+    """The lock's text and inode, or None when there is no lock (any more)."""
+    try:
+        with open(lock, "rb") as file:
+            data = file.read(64)
+            inode = os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "", -1
+    return data.decode("utf-8", errors="replace").strip(), inode
+
+
+def _refusal(lock: Path, text: str) -> BaselineError:
+    """Why DIR.lock blocks this writer, and what to do if it is really stale."""
+    target = lock.with_name(lock.name[: -len(".lock")])
+    if not text.isdigit():
+        return BaselineError(
+            f"{target}: the lock {lock} names no process (it is empty or unreadable), so another "
+            "parity process may be writing this baseline; wait and retry, or delete the lock if "
+            "no parity process is running"
+        )
+    if _WINDOWS:
+        return BaselineError(
+            f"{target}: the lock {lock} says parity process {text} is writing this baseline "
+            "(parity cannot check processes on Windows); wait for it to finish, or delete the "
+            "lock if that process is gone"
+        )
+    return BaselineError(
+        f"{target}: another parity process (pid {text}) is writing this baseline (lock {lock}); "
+        "wait for it to finish, or delete the lock if that process is not parity"
+    )
+
+
+def _remove_stale(lock: Path, text: str, inode: int) -> bool:
+    """Move the stale lock aside and delete it if it is still the file judged stale (same
+    inode and PID: a dead writer's lock never changes); a lock taken meanwhile is put back."""
+    aside = lock.with_name(f".{lock.name}.stale-{os.getpid()}")
+    try:
+        os.replace(lock, aside)
+    except FileNotFoundError:
+        return False  # another writer moved it first
+    if _read_lock(aside) == (text, inode):
+        aside.unlink()
+        return True
+    try:
+        os.link(aside, lock)  # a live writer's new lock: give it back
+    except FileExistsError:
+        pass
+    aside.unlink()
+    return False
+
+
+def _take_lock(lock: Path, notify: Notify) -> int:
+    """Hold DIR.lock; return its inode (release checks it is still ours)."""
+    for _ in range(5):
+        inode = _link_lock(lock)
+        if inode is not None:
+            return inode
+        found = _read_lock(lock)
+        if found is None:
+            continue  # released meanwhile
+        text, held = found
+        if not text.isdigit() or (int(text) != os.getpid() and _alive(int(text))):
+            raise _refusal(lock, text)
+        if _remove_stale(lock, text, held):
+            notify(f"took over the stale lock {lock} (process {text} is gone)")
     raise BaselineError(f"{lock}: could not take the lock; delete it and retry")
+
+
+def _release(lock: Path, inode: int) -> None:
+    """Delete DIR.lock if it is still the one this process made."""
+    found = _read_lock(lock)
+    if found is not None and found[1] == inode:
+        lock.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -108,14 +179,14 @@ def baseline_lock(path: Path, notify: Notify = to_stderr) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_path(path)
-    _take_lock(lock, notify)
+    inode = _take_lock(lock, notify)
     _HELD.add(path)
     try:
         _recover_locked(path, notify)
         yield
     finally:
         _HELD.discard(path)
-        lock.unlink(missing_ok=True)
+        _release(lock, inode)
 
 
 def _leftovers(path: Path) -> list[tuple[Path, int]]:
@@ -175,7 +246,7 @@ def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
         notify(f"{path}: rolled back a replace interrupted between its renames")
     if not previous.exists() and retired.is_dir():
         retired.rename(previous)
-    fsync_dir(path.parent)
+    fsync_directory(path.parent)
     journal.unlink(missing_ok=True)
 
 
@@ -205,7 +276,7 @@ def write_files(staging: Path, files: dict[str, bytes]) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-    fsync_dir(staging)
+    fsync_directory(staging)
 
 
 def replace_dir(path: Path, files: dict[str, bytes], notify: Notify = to_stderr) -> Path | None:
@@ -224,15 +295,15 @@ def replace_dir(path: Path, files: dict[str, bytes], notify: Notify = to_stderr)
             path.rmdir()  # an empty directory made for us is not a baseline worth keeping
         if not path.exists():
             staging.rename(path)
-            fsync_dir(path.parent)
+            fsync_directory(path.parent)
             return None
         if _exchange(staging, path):
-            fsync_dir(path.parent)
+            fsync_directory(path.parent)
             _kill_at("exchanged")
             _retire(staging, path.with_name(path.name + ".prev"))
         else:
             _swap_by_renames(staging, path)
-        fsync_dir(path.parent)
+        fsync_directory(path.parent)
         return path.with_name(path.name + ".prev")
 
 
@@ -253,7 +324,7 @@ def _swap_by_renames(staging: Path, path: Path) -> None:
         json.dumps({"pid": os.getpid(), "staging": str(staging), "retired": str(retired)}),
         encoding="utf-8",
     )
-    fsync_dir(path.parent)
+    fsync_directory(path.parent)
     moved_prev = moved_path = False
     try:
         if previous.exists():
@@ -273,6 +344,6 @@ def _swap_by_renames(staging: Path, path: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         journal.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_directory(path.parent)
     journal.unlink(missing_ok=True)
     shutil.rmtree(retired, ignore_errors=True)
