@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -129,6 +129,42 @@ def test_a_run_whose_diagnosis_probe_crashes_still_reports_its_finding(
     (pair,) = summary["pairs"]
     assert [(c["cause"], c["explained"]) for c in pair["causes"]] == [("truncation", 2)]
     assert any("CUDA error" in p.get("skipped", "") for p in pair["diagnosis"]["probes"])
+
+
+class CrashWhenArmed(CustomAdapter):
+    """custom, except that once armed, an instance with the default max_length crashes."""
+
+    name = "crash-when-armed-test"
+    armed: ClassVar[bool] = False
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self.armed and "max_length" not in self.given:
+            raise RuntimeError("CUDA out of memory")
+        return super()._embed(texts)
+
+
+def test_a_gate_whose_baseline_rebuild_crashes_still_reports_the_drift(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(CrashWhenArmed)
+    try:
+        texts = tmp_path / "t.jsonl"
+        texts.write_text("".join(json.dumps(t) + "\n" for t in LONG + PLAIN), encoding="utf-8")
+        create = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts)]
+        base = ["--out", str(tmp_path / "b"), "--adapter", CrashWhenArmed.name, "--quiet"]
+        assert main([*create, *base]) == 0
+        monkeypatch.setattr(CrashWhenArmed, "armed", True)  # the recorded spec now crashes
+        gate = ["gate", "--baseline", str(tmp_path / "b"), "--out", str(tmp_path / "o"), "--quiet"]
+        assert main([*gate, "--adapter", f"{CrashWhenArmed.name}:max_length=64"]) == 1
+    finally:
+        REGISTRY.pop(CrashWhenArmed.name, None)
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    pair = next(p for p in summary["pairs"] if p["failures"])
+    assert [(c["cause"], c["explained"]) for c in pair["causes"]] == [("truncation", 2)]
+    assert pair["diagnosis"]["baseline_rebuild_skipped"] == (
+        f"AdapterCrash: adapter baseline:{CrashWhenArmed.name} crashed while embedding: "
+        "RuntimeError: CUDA out of memory"
+    )
 
 
 # --- finding 2: when both sides depart, both move to the model's value ------------------------

@@ -14,11 +14,14 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from parity.adapters import AdapterSpec
+import numpy as np
+
+from parity.adapters import Adapter, AdapterSpec
 from parity.compare import PairResult, Tolerance, compare_pair, deltas
 from parity.diagnose import Cause, Diagnosis, Side, diagnose_pair
 from parity.diagnose.probes import STAGE_OF
 from parity.gate.result import GateResult
+from parity.runner import RunResult
 
 ACCEPT = "if the change is intended, record it with `parity gate --update`"
 
@@ -131,12 +134,9 @@ def explain_drift(
     same_settings = (base_spec.name, base_spec.options) == (current_spec.name, current_spec.options)
     replica = current if same_settings else base_spec.build(model_path)
     try:
-        reproduced: list[int] = []
-        if not same_settings:
-            # does the recorded spec, run today, still give the recorded vectors?
-            again = replica.embed([run.texts[i] for i in failing])
-            ok = run.comparison.tolerance.within(deltas(again, base_vectors[failing]))
-            reproduced = [i for i, good in zip(failing, ok, strict=True) if good]
+        reproduced, rebuild_failed = (
+            ([], None) if same_settings else _reproduced(replica, run, failing, base_vectors)
+        )
         moved = [i for i in failing if i not in set(reproduced)]
         causes: list[Cause] = []
         details: list[dict[str, Any]] = []
@@ -167,9 +167,24 @@ def explain_drift(
     pair.diagnosis = {
         "first_stage": first_stage or (causes[0].stage if causes else None),
         "baseline_reproduced": len(reproduced),
+        **({"baseline_rebuild_skipped": rebuild_failed} if rebuild_failed else {}),
         "parts": details,
         "environment_diff": gate.env["lines"],
     }
+
+
+def _reproduced(
+    replica: Adapter, run: RunResult, failing: list[int], base_vectors: np.ndarray
+) -> tuple[list[int], str | None]:
+    """The failing texts on which the recorded spec, run today, still gives the recorded vectors.
+    If that rebuild crashes, none are: every text is probed against the recorded vectors only,
+    and the reason is returned to be listed (the drift finding must survive)."""
+    try:
+        again = replica.embed([run.texts[i] for i in failing])
+    except Exception as exc:  # a probe's crash costs the probe, never the finding
+        return [], f"{type(exc).__name__}: {exc}"
+    ok = run.comparison.tolerance.within(deltas(again, base_vectors[failing]))
+    return [i for i, good in zip(failing, ok, strict=True) if good], None
 
 
 def _gate_causes(
