@@ -41,6 +41,20 @@ def test_the_manifest_timestamp_needs_no_python_311_names() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", now_utc())
 
 
+@pytest.mark.slow
+def test_mypy_finds_no_name_missing_from_the_lowest_python() -> None:
+    # mypy reads python_version (3.10) from pyproject.toml: datetime.UTC, enum.StrEnum,
+    # typing.Self and the like are errors there even when this interpreter is newer
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
 def _python_310() -> str | None:
     candidates = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.10*/bin/python3.10"))
     candidates.append(shutil.which("python3.10") or "")
@@ -115,11 +129,25 @@ KILLS = [
     ("exchange", "locked", "old"),
     ("exchange", "staged", "old"),
     ("exchange", "exchanged", "new"),
+    ("exchange", "prev-dropped", "new"),
     ("rename", "staged", "old"),
     ("rename", "retired", "old"),
     ("rename", "moved-old", "new"),
     ("rename", "moved-new", "new"),
 ]
+OLDER = 2.0  # DIR.prev before the replace holds the vectors + 2: one generation older than DIR
+
+
+def _older_prev(base: Path) -> None:
+    """Make DIR.prev a baseline one generation older than DIR (other vectors)."""
+    from parity.baseline import load_baseline, write_baseline
+
+    prev = base.with_name("base.prev")
+    shutil.copytree(base, prev)
+    old = load_baseline(prev)
+    older = {label: v + np.float32(OLDER) for label, v in old.vectors.items()}
+    write_baseline(prev, old.manifest, old.texts, older, force=True, notify=lambda m: None)
+    shutil.rmtree(base.with_name("base.prev.prev"))
 
 
 @pytest.mark.parametrize(("swap", "step", "expected"), KILLS)
@@ -129,8 +157,7 @@ def test_a_writer_killed_at_any_step_leaves_a_complete_baseline(
     from parity.baseline import load_baseline
 
     original = load_baseline(made).vectors["custom"]
-    (base.with_name("base.prev")).mkdir()  # an older DIR.prev, which the replace retires
-    shutil.copytree(made, base.with_name("base.prev"), dirs_exist_ok=True)
+    _older_prev(base)
     _kill_writer(base, step, swap)
     if (swap, step) == ("rename", "moved-old"):
         assert not base.exists()  # the one window the renames fallback has; recovered below
@@ -140,10 +167,17 @@ def test_a_writer_killed_at_any_step_leaves_a_complete_baseline(
     np.testing.assert_allclose(vectors, original + np.float32(offset), atol=1e-6)
     leftovers = sorted(p.name for p in base.parent.iterdir() if p.name != "base.lock")
     assert leftovers == ["base", "base.prev"]
+    # DIR.prev: the replaced baseline once the new one is in place, else still the older one
+    prev = load_baseline(base.with_name("base.prev")).vectors["custom"]
+    np.testing.assert_allclose(prev, original + np.float32(0.0 if offset else OLDER), atol=1e-6)
     if step == "locked":
         assert messages == []  # nothing to recover; the stale lock is taken over by a writer
     elif (swap, step) == ("rename", "moved-old"):
         assert any("finished a replace interrupted between its renames" in m for m in messages)
+    elif swap == "exchange" and expected == "new":
+        assert any(
+            "kept the baseline replaced by an interrupted write as base.prev" in m for m in messages
+        )
     else:
         assert any(m.startswith("removed .base.") and "interrupted write" in m for m in messages)
     # the next writer takes over a stale lock and says so; the old lock never blocks it

@@ -3,7 +3,10 @@
 Files are written and fsynced into a staging folder `.DIR.tmp-<pid>` beside DIR. Then:
 
 - Linux: renameat2(RENAME_EXCHANGE) swaps staging and DIR in one atomic step, so DIR always
-  holds a complete baseline, the old one or the new one; the old one then becomes DIR.prev.
+  holds a complete baseline, the old one or the new one; the old one then becomes DIR.prev. A
+  journal `.DIR.exchanging` records the staging folder's inode first: killed after the exchange,
+  the next command sees DIR carry that inode and keeps the staging folder (the old baseline) as
+  DIR.prev instead of deleting it.
 - elsewhere (or where the filesystem refuses the exchange): a journal `.DIR.replacing` names the
   staging folder, DIR.prev is set aside, DIR becomes DIR.prev and staging becomes DIR. Killed
   between those renames, the next command that writes or reads DIR finds the journal of a dead
@@ -206,7 +209,8 @@ def recover(path: Path, notify: Notify = to_stderr) -> None:
     path = Path(path).absolute()
     journal = _sibling(path, "replacing")
     stale = [p for p, pid in _leftovers(path) if pid != os.getpid() and not _alive(pid)]
-    if path in _HELD or not (journal.exists() or stale):
+    pending = journal.exists() or _sibling(path, "exchanging").exists()
+    if path in _HELD or not (pending or stale):
         return
     try:
         with baseline_lock(path, notify):
@@ -217,10 +221,22 @@ def recover(path: Path, notify: Notify = to_stderr) -> None:
         notify(f"{path}: an interrupted replace could not be recovered here ({exc})")
 
 
+def _write_journal(journal: Path, record: dict[str, object]) -> None:
+    """Write and fsync a small JSON journal beside DIR (then its folder)."""
+    with open(journal, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(record))
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_directory(journal.parent)
+
+
 def _recover_locked(path: Path, notify: Notify) -> None:
     journal = _sibling(path, "replacing")
     if journal.exists():
         _finish_journal(path, journal, notify)
+    exchanging = _sibling(path, "exchanging")
+    if exchanging.exists():
+        _finish_exchange(path, exchanging, notify)
     for folder, pid in _leftovers(path):
         if pid != os.getpid():
             shutil.rmtree(folder, ignore_errors=True)
@@ -247,6 +263,22 @@ def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
     if not previous.exists() and retired.is_dir():
         retired.rename(previous)
     fsync_directory(path.parent)
+    journal.unlink(missing_ok=True)
+
+
+def _finish_exchange(path: Path, journal: Path, notify: Notify) -> None:
+    """The exchange happened if DIR now carries the staging folder's inode: the staging folder
+    then holds the replaced baseline, which becomes DIR.prev; otherwise it is dropped below."""
+    try:
+        record = json.loads(journal.read_text(encoding="utf-8"))
+        staging, inode = Path(record["staging"]), int(record["inode"])
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)
+        return
+    if staging.is_dir() and path.is_dir() and path.stat().st_ino == inode:
+        _retire(staging, path.with_name(path.name + ".prev"))
+        fsync_directory(path.parent)
+        notify(f"{path}: kept the baseline replaced by an interrupted write as {path.name}.prev")
     journal.unlink(missing_ok=True)
 
 
@@ -297,34 +329,33 @@ def replace_dir(path: Path, files: dict[str, bytes], notify: Notify = to_stderr)
             staging.rename(path)
             fsync_directory(path.parent)
             return None
+        exchanging = _sibling(path, "exchanging")
+        _write_journal(exchanging, {"staging": str(staging), "inode": staging.stat().st_ino})
         if _exchange(staging, path):
             fsync_directory(path.parent)
             _kill_at("exchanged")
             _retire(staging, path.with_name(path.name + ".prev"))
+            exchanging.unlink(missing_ok=True)
         else:
+            exchanging.unlink(missing_ok=True)
             _swap_by_renames(staging, path)
         fsync_directory(path.parent)
         return path.with_name(path.name + ".prev")
 
 
 def _retire(old: Path, previous: Path) -> None:
-    """Make `old` (the replaced baseline) DIR.prev, dropping the older DIR.prev."""
-    if previous.exists() and _exchange(old, previous):
-        shutil.rmtree(old)
-    else:
-        shutil.rmtree(previous, ignore_errors=True)
-        old.rename(previous)
+    """Make `old` (the replaced baseline) DIR.prev, dropping the older DIR.prev. Killed in
+    between, `old` is still where the exchange journal says, so recovery finishes this."""
+    shutil.rmtree(previous, ignore_errors=True)
+    _kill_at("prev-dropped")
+    old.rename(previous)
 
 
 def _swap_by_renames(staging: Path, path: Path) -> None:
     previous = path.with_name(path.name + ".prev")
     retired = _sibling(path, f"prev-old-{os.getpid()}")
     journal = _sibling(path, "replacing")
-    journal.write_text(
-        json.dumps({"pid": os.getpid(), "staging": str(staging), "retired": str(retired)}),
-        encoding="utf-8",
-    )
-    fsync_directory(path.parent)
+    _write_journal(journal, {"pid": os.getpid(), "staging": str(staging), "retired": str(retired)})
     moved_prev = moved_path = False
     try:
         if previous.exists():
