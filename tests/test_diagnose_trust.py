@@ -87,6 +87,24 @@ def test_normalization_names_the_side_that_departs_from_the_model(wordpiece: Pat
     assert cause["evidence"] == "measured"
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_departing_side_without_a_normalize_option_is_named_not_moved(
+    wordpiece: Path, order: int
+) -> None:
+    """bcembedding normalizes, the model does not: sentence-transformers matches the model, so the
+    fix must not tell it to normalize as if it were the culprit."""
+    pair = diagnosed(
+        wordpiece, ["bcembedding:pooling=mean", "sentence-transformers"][::order], PLAIN
+    )
+    assert counts(pair) == [("normalization", 4)]
+    assert pair.causes[0]["fix"] == (
+        "bcembedding:pooling=mean normalizes its output and has no option to turn it off (the "
+        "model has no Normalize module, so bcembedding:pooling=mean is the side that departs); "
+        "normalize sentence-transformers' vectors (normalize=true) only if you compare against "
+        "bcembedding:pooling=mean, or compare with cosine"
+    )
+
+
 # --- 5. non-finite rows are measured findings, before any other probe -----------------------
 
 
@@ -190,9 +208,11 @@ def test_settings_and_normalization_together_are_one_measured_cause(wordpiece: P
     assert counts(pair) == [("pooling+normalization", 4)]
     cause = pair.causes[0]
     assert cause["fix"] == (
-        "set pooling=mean on bcembedding (the model's 1_Pooling config says mean); and set "
-        "normalize=true on sentence-transformers to match the other side, or compare with cosine "
-        "only (the sides differ only in vector length)"
+        "set pooling=mean on bcembedding (the model's 1_Pooling config says mean); and "
+        "bcembedding normalizes its output and has no option to turn it off (the model has no "
+        "Normalize module, so bcembedding is the side that departs); normalize "
+        "sentence-transformers' vectors (normalize=true) only if you compare against bcembedding, "
+        "or compare with cosine"
     )
     assert cause["basis"] == (
         "bcembedding rebuilt with pooling=mean reproduced sentence-transformers up to vector "

@@ -67,13 +67,18 @@ class Cause:
 
 @dataclass
 class Diagnosis:
-    """Everything diagnosis found for one pair."""
+    """Everything diagnosis found for one pair.
+
+    `first_stage_evidence` says how `first_stage` was found: "measured" when the stage walk
+    located it on a failing text, "inferred" when it is the stage of the top cause (the walk found
+    nothing, crashed, or could not run); None with no stage."""
 
     causes: list[Cause]
     config_diff: list[dict[str, Any]]
     probes: list[dict[str, Any]]
     noise_floor: dict[str, dict[str, float]]
     first_stage: str | None
+    first_stage_evidence: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +86,7 @@ class Diagnosis:
             "probes": self.probes,
             "noise_floor": self.noise_floor,
             "first_stage": self.first_stage,
+            "first_stage_evidence": self.first_stage_evidence,
         }
 
 

@@ -126,19 +126,47 @@ def normalization_cause(
 
 
 def normalization_fix(unit_side: Side, raw: Side, model_normalizes: bool | None) -> str:
-    """Point at the side that departs from the model (Normalize module or not)."""
+    """Point at the side that departs from the model (Normalize module or not); where that side
+    has no normalize option, say so and what can be done, never move the side that matches."""
     cosine = "or compare with cosine only (the sides differ only in vector length)"
-
-    def settable(side: Side) -> bool:
-        return side.fixable and "normalize" in type(side.adapter).all_options()
-
     if model_normalizes is not None:
-        departing = raw if model_normalizes else unit_side
-        if settable(departing):
-            state, note = ("true", "has a") if model_normalizes else ("false", "has no")
+        departing, matching = (raw, unit_side) if model_normalizes else (unit_side, raw)
+        note = "has a" if model_normalizes else "has no"
+        if _settable(departing):
+            state = "true" if model_normalizes else "false"
             return f"set normalize={state} on {departing.label} (the model {note} Normalize module)"
+        if departing.fixable:
+            return _unsettable_fix(departing, matching, model_normalizes, note)
     for side in (raw, unit_side):
-        if settable(side):
+        if _settable(side):
             state = "true" if side is raw else "false"
             return f"set normalize={state} on {side.label} to match the other side, {cosine}"
     return f"normalize {raw.label}'s vectors yourself, {cosine}"
+
+
+def _settable(side: Side) -> bool:
+    return side.fixable and "normalize" in type(side.adapter).all_options()
+
+
+def _unsettable_fix(departing: Side, matching: Side, model_normalizes: bool, note: str) -> str:
+    """The departing side cannot be set back to the model: name it, and what the side that
+    matches the model may do (only to compare against the departing one)."""
+    if model_normalizes:
+        does, can = "does not normalize its output", "to turn it on"
+        what = f"normalize {_owner(departing.label)} vectors to unit length yourself"
+    else:
+        does, can = "normalizes its output", "to turn it off"
+        how = "(normalize=true)" if _settable(matching) else "to unit length yourself"
+        what = (
+            f"normalize {_owner(matching.label)} vectors {how} only if you compare against "
+            f"{departing.label}"
+        )
+    return (
+        f"{departing.label} {does} and has no option {can} (the model {note} Normalize module, "
+        f"so {departing.label} is the side that departs); {what}, or compare with cosine"
+    )
+
+
+def _owner(label: str) -> str:
+    """sentence-transformers' / custom's."""
+    return label + ("'" if label.endswith("s") else "'s")

@@ -10,6 +10,7 @@ import numpy as np
 from parity.compare import METRICS, PairResult, Tolerance
 from parity.diagnose.causes import (
     INFERRED,
+    MEASURED,
     Cause,
     Diagnosis,
     Explainer,
@@ -63,14 +64,32 @@ def diagnose_pair(
     if ex.remaining:
         causes.append(_unknown(ex, a, b))
     causes.sort(key=lambda c: -c.explained)
+    stage, evidence = _first_stage(ex, ctx, failing, causes)
+    return Diagnosis(causes, diff, ex.probes, floor, stage, evidence)
+
+
+def _first_stage(
+    ex: Explainer, ctx: PairContext, failing: list[int], causes: list[Cause]
+) -> tuple[str | None, str | None]:
+    """The first stage that differs, measured by walking the stages of both sides on a failing
+    text, else inferred from the top cause. No walk where it would measure nothing: one adapter
+    against itself, or a side whose vectors were recorded elsewhere (its adapter does not give
+    them, so its stages say nothing about where they part)."""
+    a, b = ctx.a, ctx.b
     finite = [i for i in failing if not _non_finite_rows(a, b, [i])]
-    first_stage = None
-    if finite:
+    stage = None
+    if a.adapter is b.adapter:
+        ex.skip("first differing stage", f"both sides are the same adapter ({b.label})")
+    elif ctx.frozen_a:
+        ex.skip("first differing stage", f"{a.label}'s vectors were recorded elsewhere")
+    elif finite:
         with ex.guard("first differing stage"):
-            first_stage = first_differing_stage(a, b, texts[finite[0]], tolerance)
-    if first_stage is None and causes:
-        first_stage = causes[0].stage
-    return Diagnosis(causes, diff, ex.probes, floor, first_stage)
+            stage = first_differing_stage(a, b, ctx.texts[finite[0]], ctx.tolerance)
+    if stage is not None:
+        return stage, MEASURED
+    if causes and causes[0].stage is not None:
+        return causes[0].stage, INFERRED
+    return None, None
 
 
 def _non_finite_rows(a: Side, b: Side, rows: list[int]) -> list[int]:

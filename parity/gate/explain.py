@@ -1,7 +1,7 @@
 """Why an adapter drifted from its baseline: a setting, a preprocessing step, or the environment.
 
 The baseline side is played by its recorded spec rebuilt today (the current adapter itself when
-the settings are unchanged) holding the recorded vectors. Diagnosis then probes as for any pair,
+the settings are unchanged or the recorded spec cannot be rebuilt) holding the recorded vectors. Diagnosis then probes as for any pair,
 without a noise floor (the live adapter cannot reproduce a baseline made elsewhere). Texts nothing
 explains are put down to the environment diff: model files, then library versions, then the
 machine.
@@ -18,7 +18,7 @@ import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
 from parity.compare import PairResult, Tolerance, compare_pair, deltas
-from parity.diagnose import Cause, Diagnosis, Side, diagnose_pair
+from parity.diagnose import INFERRED, MEASURED, Cause, Diagnosis, Side, diagnose_pair
 from parity.diagnose.probes import STAGE_OF
 from parity.gate.result import GateResult
 from parity.runner import RunResult
@@ -125,18 +125,16 @@ def explain_drift(
     label, base_label = pair.b, gate.matched[pair.b]
     run = gate.result
     entry = gate.baseline.entry(base_label)
-    base_spec = AdapterSpec.parse(entry["spec"])
-    base_spec = AdapterSpec(base_spec.name, base_spec.options, pair.a)
-    current_spec = run.specs[label]
-    current = run.adapters[label]
+    current_spec, current = run.specs[label], run.adapters[label]
     base_vectors = gate.baseline.vectors[base_label]
     failing = pair.failing_indices()
-    same_settings = (base_spec.name, base_spec.options) == (current_spec.name, current_spec.options)
-    replica = current if same_settings else base_spec.build(model_path)
+    base_spec, replica, rebuild_failed = _recorded_side(
+        entry["spec"], pair.a, current_spec, current, model_path
+    )
     try:
-        reproduced, rebuild_failed = (
-            ([], None) if same_settings else _reproduced(replica, run, failing, base_vectors)
-        )
+        reproduced: list[int] = []
+        if replica is not current:
+            reproduced, rebuild_failed = _reproduced(replica, run, failing, base_vectors)
         moved = [i for i in failing if i not in set(reproduced)]
         causes: list[Cause] = []
         details: list[dict[str, Any]] = []
@@ -163,14 +161,40 @@ def explain_drift(
             replica.close()
     causes.sort(key=lambda c: -c.explained)
     pair.causes = [c.as_dict() for c in causes]
-    first_stage = next((d["first_stage"] for d in details if d["first_stage"]), None)
     pair.diagnosis = {
-        "first_stage": first_stage or (causes[0].stage if causes else None),
+        **_first_stage(details, causes),
         "baseline_reproduced": len(reproduced),
         **({"baseline_rebuild_skipped": rebuild_failed} if rebuild_failed else {}),
         "parts": details,
         "environment_diff": gate.env["lines"],
     }
+
+
+def _first_stage(details: list[dict[str, Any]], causes: list[Cause]) -> dict[str, Any]:
+    """A stage a part's walk measured, else the top cause's stage, marked as inferred."""
+    for part in details:
+        if part["first_stage"] and part["first_stage_evidence"] == MEASURED:
+            return {"first_stage": part["first_stage"], "first_stage_evidence": MEASURED}
+    stage = causes[0].stage if causes else None
+    return {"first_stage": stage, "first_stage_evidence": INFERRED if stage else None}
+
+
+def _recorded_side(
+    recorded: str, label: str, current_spec: AdapterSpec, current: Adapter, model_path: Path
+) -> tuple[AdapterSpec, Adapter, str | None]:
+    """The baseline's side: its recorded spec, the adapter that plays it (the current one when
+    the settings are unchanged) and why it could not be rebuilt. A recorded spec that is invalid
+    today (an option since removed) or fails to build costs the rebuild probe, not the finding:
+    the current adapter stands in, and every text is probed against the recorded vectors."""
+    spec = AdapterSpec(current_spec.name, {}, label)  # stands in if the recorded one is invalid
+    try:
+        parsed = AdapterSpec.parse(recorded)
+        spec = AdapterSpec(parsed.name, parsed.options, label)
+        if (spec.name, spec.options) == (current_spec.name, current_spec.options):
+            return spec, current, None
+        return spec, spec.build(model_path), None
+    except Exception as exc:  # a probe's failure costs the probe, never the finding
+        return spec, current, f"{type(exc).__name__}: {exc}"
 
 
 def _reproduced(

@@ -118,9 +118,7 @@ def pair_lines(
         ]
     if pair.get("causes"):
         lines += ["", "### Why they differ", ""]
-        stage = pair.get("diagnosis", {}).get("first_stage")
-        if stage:
-            lines += [f"First stage that differs: `{stage}`.", ""]
+        lines += stage_lines(pair.get("diagnosis") or {})
         for cause in pair["causes"]:
             name = "+".join([cause["cause"], *cause.get("also", [])])
             evidence = cause.get("evidence", "measured")
@@ -131,6 +129,16 @@ def pair_lines(
                 f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}{basis}"
             )
     return lines if pair["passed"] else lines + worst_lines(pair)
+
+
+def stage_lines(diagnosis: dict[str, Any]) -> list[str]:
+    """The first stage that differs, claimed only where the stage walk measured it."""
+    stage = diagnosis.get("first_stage")
+    if not stage:
+        return []
+    if diagnosis.get("first_stage_evidence") == "measured":
+        return [f"First stage that differs: `{stage}`.", ""]
+    return [f"Stage (inferred from the cause): `{stage}`.", ""]
 
 
 def worst_lines(pair: dict[str, Any]) -> list[str]:
