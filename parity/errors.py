@@ -13,7 +13,7 @@ ParityError
 Outside ParityError (a crash, not an input the user can fix: the CLI's exit 3 with error.log):
 
 RuntimeError
- +-- AdapterCrash          a backend raised while embedding; names the adapter, chains the cause
+ +-- AdapterCrash          a backend crashed loading or embedding; names the adapter, chains the cause
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class AdapterError(ParityError):
 
 
 class AdapterCrash(RuntimeError):
-    """A backend's `_embed` raised: a bug or a framework failure, never bad input. Not a
+    """A backend's `_embed` raised, or its `_load` with an error that is not about the model
+    files: a bug or a framework failure, never bad input. Not a
     ParityError, so the CLI reports it as an internal error (exit 3, traceback in error.log)."""
 
 

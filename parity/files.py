@@ -30,8 +30,11 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            # a failed write ("No space left on device") names no file: say which one it was
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     fsync_directory(path.parent)
 
@@ -48,6 +51,11 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong, without the path (a message adds that itself): "Permission denied"."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.errors import ParityInputError
+from parity.files import os_reason
 
 SUFFIXES = (".jsonl", ".txt", ".csv", ".parquet")
 
@@ -127,12 +128,16 @@ def load_texts(path: str | Path) -> list[str]:
         raise ParityInputError(
             f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
         )
+    if path.is_dir():
+        raise ParityInputError(f"{path}: is a directory; give a texts file")
     if not path.is_file():
         raise ParityInputError(f"{path}: no such file")
     try:
         texts = reader(path)
     except UnicodeDecodeError as exc:
         raise ParityInputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:  # unreadable (permissions, a vanished or damaged file): the user's file
+        raise ParityInputError(f"{path}: cannot read the texts: {os_reason(exc)}") from exc
     if not texts:
         raise ParityInputError(f"{path}: no texts")
     return texts

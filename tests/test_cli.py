@@ -258,3 +258,15 @@ def test_a_baseline_recorded_with_every_metric_off_is_gated_with_every_metric_of
     assert main([*gate, "--adapter", "custom"]) == 0
     assert json.loads((out / "summary.json").read_text())["tolerance"] == {}
     assert main([*gate, "--adapter", "custom", "--tol", "5e-3"]) == 1
+
+
+def test_tiny_model_out_below_a_file_is_exit_2_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "tiny"
+    assert main(["tiny-model", "--kind", "bpe", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"parity: error: {out}: Not a directory (from --out {out})\n"
+    )

@@ -396,6 +396,7 @@ def test_an_input_error_replaces_a_stale_passing_summary(
     err = capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary == {
+        "schema": 1,
         "passed": False,
         "error": err.strip().removeprefix("parity: "),
         "exit_code": 2,
@@ -403,3 +404,185 @@ def test_an_input_error_replaces_a_stale_passing_summary(
         "warnings": [],
     }
     assert not (out / "report.md").exists()
+
+
+def test_an_oserror_from_a_framework_inside_describe_is_an_internal_error(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a PermissionError on a framework's own cache file is not about any path the user gave
+    cache = tmp_path / "hf-cache" / "version.txt"
+
+    def denied(self: Adapter) -> Any:
+        raise PermissionError(13, "Permission denied", str(cache))
+
+    monkeypatch.setattr(Adapter, "describe", denied)
+    out = tmp_path / "out"
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    code = main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"])
+    assert code == 3
+    kind, message, log = _internal_error(capsys.readouterr().err)
+    assert (kind, message, log) == (
+        "PermissionError",
+        f"[Errno 13] Permission denied: '{cache}'",
+        out / "error.log",
+    )
+    assert "in denied" in log.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 3 and summary["schema"] == 1
+    # --debug re-raises it, as every internal error
+    with pytest.raises(PermissionError):
+        main(["--debug", *argv, "--adapter", "custom", "--adapter", "sentence-transformers"])
+
+
+def test_an_oserror_without_a_file_is_an_internal_error(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def timeout(self: Adapter) -> Any:
+        raise TimeoutError("timed out")  # socket.timeout: an OSError naming no file
+
+    monkeypatch.setattr(Adapter, "describe", timeout)
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(tmp_path / "out"))
+    assert main([*argv, "--adapter", "custom", "--adapter", "sentence-transformers"]) == 3
+    assert _internal_error(capsys.readouterr().err)[:2] == ("TimeoutError", "timed out")
+
+
+def test_a_texts_file_that_does_not_exist_is_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    code = main(["run", "--texts", str(missing), "--adapter", "custom", "--adapter", "langchain"])
+    assert code == 2
+    assert capsys.readouterr().err == f"parity: error: {missing}: no such file\n"
+
+
+def test_a_texts_file_that_cannot_be_read_is_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = _texts(tmp_path, ["hello"])
+    real = Path.read_text
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == texts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    code = main(["run", "--texts", str(texts), "--adapter", "custom", "--adapter", "langchain"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == f"parity: error: {texts}: cannot read the texts: Permission denied\n"
+
+
+def test_an_out_that_is_a_file_is_exit_2_naming_it(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.txt"
+    out.write_text("not a directory\n")
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    assert main([*argv, "--adapter", "custom", "--adapter", "custom:label=other"]) == 2
+    assert capsys.readouterr().err == (
+        f"parity: error: {out}: cannot write the report there: it is a file, not a directory; "
+        "give --out a directory (it is created if missing)\n"
+    )
+    assert out.read_text() == "not a directory\n"
+
+
+def test_an_out_below_a_file_is_exit_2_naming_the_path(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "report"
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    assert main([*argv, "--adapter", "custom", "--adapter", "custom:label=other"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("parity: error: ") and err.count("\n") == 1
+    assert "cannot write the report: Not a directory; give --out a writable directory" in err
+
+
+def test_a_baseline_out_below_a_file_is_exit_2_naming_the_option(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "base"
+    argv = ["baseline", "create", "--model", str(bpe_model), "--out", str(out), "--quiet"]
+    texts = _texts(tmp_path, ["hello"])
+    assert main([*argv, "--texts", str(texts), "--adapter", "custom"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("parity: error: ") and err.count("\n") == 1
+    assert err == (
+        f"parity: error: {blocker}: is a file where a directory is needed (from --out {out})\n"
+    )
+    assert blocker.read_text() == "x"
+
+
+class LoadCrashingAdapter(CrashingAdapter):
+    """A backend whose _load has a bug (or hits a torch RuntimeError), not a bad model."""
+
+    name = "load-crashing"
+
+    def _load(self) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_crash_inside_a_backends_load_exits_3_naming_the_adapter(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parity.adapters import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "load-crashing", LoadCrashingAdapter)
+    out = tmp_path / "out"
+    argv = _run(bpe_model, _texts(tmp_path, ["hello"]), "--out", str(out))
+    code = main([*argv, "--adapter", "custom", "--adapter", "load-crashing:label=broken"])
+    assert code == 3
+    kind, message, log = _internal_error(capsys.readouterr().err)
+    assert (kind, message, log) == (
+        "AdapterCrash",
+        "adapter broken crashed while loading: RuntimeError: "
+        "CUDA error: an illegal memory access was encountered",
+        out / "error.log",
+    )
+    assert "in _load" in log.read_text()
+    with pytest.raises(Exception, match="crashed while loading") as caught:
+        main(["--debug", *argv, "--adapter", "custom", "--adapter", "load-crashing"])
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_a_crash_inside_the_gate_exits_3(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import parity.gate.run
+
+    base = tmp_path / "base"
+    texts = _texts(tmp_path, ["hello", "world"])
+    argv = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts), "--quiet"]
+    assert main([*argv, "--out", str(base), "--adapter", "custom"]) == 0
+    capsys.readouterr()
+
+    def newly_failing(*args: Any, **kwargs: Any) -> Any:
+        return {}["cross_pairs"]  # a bug inside the gate's own comparison
+
+    monkeypatch.setattr(parity.gate.run, "_newly_failing", newly_failing)
+    out = tmp_path / "gate"
+    code = main(["gate", "--baseline", str(base), "--out", str(out), "--quiet"])
+    assert code == 3
+    captured = capsys.readouterr()
+    assert "parity gate:" not in captured.out  # no verdict line for a gate that crashed
+    kind, message, log = _internal_error(captured.err)
+    assert (kind, message, log) == ("KeyError", "'cross_pairs'", out / "error.log")
+    assert "in newly_failing" in log.read_text() and "_compare" in log.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["exit_code"] == 3

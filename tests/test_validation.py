@@ -146,3 +146,27 @@ def test_fuzz_profile_help_says_what_each_profile_does() -> None:
         )
     assert f"which must then be ci, dev or deep; else {DEFAULT_PROFILE})" in help_text
     assert "$HYPOTHESIS_PROFILE or dev" not in help_text
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (
+            ["fine", "bad \ud800 text"],
+            "text #1: surrogate '\\ud800' at character 4 is not valid Unicode text; "
+            "remove it or replace it with a real character",
+        ),
+        (["fine", None], "text #1: expected a string, got null"),
+    ],
+)
+def test_create_baseline_validates_texts_before_any_model_loads(
+    texts: list[object], message: str, bpe_model: Path, tmp_path: Path, loads: list[str]
+) -> None:
+    from parity.baseline import create_baseline
+
+    out = tmp_path / "base"
+    with pytest.raises(ParityInputError) as caught:
+        create_baseline(["custom"], texts, out, model=bpe_model)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+    assert loads == []
+    assert not out.exists() and not out.with_name("base.lock").exists()

@@ -119,6 +119,26 @@ COMMON_OPTIONS: dict[str, Option] = {
 }
 
 
+def is_loading_error(exc: Exception) -> bool:
+    """Whether `exc` from `_load` says the model directory is missing, incomplete or damaged (the
+    user can fix it: exit 2) rather than that a framework or parity itself failed (exit 3).
+
+    Measured on a damaged tiny model: a missing or invalid config.json or weights file raises
+    OSError or ValueError (json.JSONDecodeError is one) from transformers/sentence-transformers,
+    damaged weights SafetensorError or pickle.UnpicklingError (a .bin through torch.load), and a
+    tokenizer.json the Rust tokenizers library cannot parse a bare Exception.
+    """
+    import pickle
+
+    if isinstance(exc, (OSError, ValueError, pickle.UnpicklingError)) or type(exc) is Exception:
+        return True
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # no safetensors installed: no error of its kind either
+        return False
+    return isinstance(exc, SafetensorError)
+
+
 class Adapter(abc.ABC):
     """One embedding stack. Use as a context manager: loads on enter, frees on exit."""
 
@@ -171,9 +191,14 @@ class Adapter(abc.ABC):
         started = time.perf_counter()
         try:
             self._load()
-        except (AdapterUnavailable, ParityInputError):
+        except ParityError:  # raised on purpose: it already says what to fix
             raise
         except Exception as exc:
+            if not is_loading_error(exc):
+                # our bug or a framework failure (RuntimeError, KeyError, ...): exit 3, traceback
+                raise AdapterCrash(
+                    f"adapter {self.label} crashed while loading: {type(exc).__name__}: {exc}"
+                ) from exc
             # the model directory is the user's input: a bad one is fixable, so exit 2
             raise AdapterError(
                 f"{self.label}: cannot load a model from {self.model!r} "

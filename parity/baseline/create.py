@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import AdapterSpec, parse_specs
+from parity.adapters.base import validate_texts
 from parity.baseline.manifest import (
     KIND,
     SCHEMA_VERSION,
@@ -133,6 +134,7 @@ def create_baseline(
     specs = parse_specs(list(spec_strings))
     if not specs:
         raise ParityInputError("give at least one --adapter to record")
+    texts = validate_texts(texts)  # a non-str or a lone surrogate fails before any model loads
     if not texts:
         raise ParityInputError("no texts to record")
     model_path = resolve_model(model)

@@ -20,6 +20,7 @@ from parity.cli.outcome import (
     WarningLog,
     exit_code,
     handled,
+    user_paths,
     write_error_log,
 )
 from parity.cli.parser import build_parser
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with WarningLog().capture() as log:
         try:
-            return COMMANDS[args.command](args, log)
+            with user_paths(args):
+                return COMMANDS[args.command](args, log)
         except Exception as exc:
             return handled(exc, args, argv, log)
         except KeyboardInterrupt:

@@ -4,7 +4,6 @@ failing summary.json) an exception that left it turns into."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -80,11 +79,7 @@ def handled(exc: Exception, args: argparse.Namespace, argv: list[str], log: Warn
     if isinstance(exc, ParityError):
         line = f"parity: error: {exc}"
         code = EXIT_ERROR
-    elif isinstance(exc, OSError):  # a path we were told to read or write: still one line, exit 2
-        where = f"{exc.filename}: " if exc.filename else ""
-        line = f"parity: error: {where}{exc.strerror or exc}"
-        code = EXIT_ERROR
-    else:
+    else:  # an OSError too: one about a path the user gave arrives as a ParityInputError
         if args.debug:
             raise exc
         log_path = write_error_log(exc, out, argv)
@@ -101,22 +96,57 @@ def handled(exc: Exception, args: argparse.Namespace, argv: list[str], log: Warn
 def write_error_summary(out: Path, error: str, code: int, log: WarningLog) -> None:
     """Replace OUT/summary.json with one that says the command failed (and why), and remove a
     report.md (and an error.log) an earlier run left there; an OUT that cannot be written is left as it is."""
-    from parity.files import write_atomic
+    from parity.report.summary import error_summary, write_json
 
-    summary = {
-        "passed": False,
-        "error": " ".join(error.split()),
-        "exit_code": code,
-        "tool_version": __version__,
-        "warnings": list(log.entries),
-    }
     try:
         (out / "report.md").unlink(missing_ok=True)
         if code != EXIT_INTERNAL:  # this error wrote no traceback: one left there is stale
             (out / "error.log").unlink(missing_ok=True)
-        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_json(out / "summary.json", error_summary(error, code, log.entries))
     except OSError:
         pass
+
+
+# the options that name a path the user chose, so an OSError about one of them is an input error
+PATH_OPTIONS = ("out", "texts", "baseline", "model", "regressions")
+
+
+def _concerns(filename: Any, given: Path) -> bool:
+    """Whether an OSError's file is the given path, inside it, an ancestor that does not exist
+    as a directory (mkdir failed), or a sibling made for it (.DIR.tmp-N, DIR.prev, DIR.lock)."""
+    if filename is None or isinstance(filename, int):  # no name, or a file descriptor
+        return False
+    path, root = Path(os.fsdecode(filename)).absolute(), given.absolute()
+    if path == root or root in path.parents:
+        return True
+    if path in root.parents:
+        return not path.is_dir()
+    return path.parent == root.parent and path.name.lstrip(".").startswith(root.name + ".")
+
+
+@contextmanager
+def user_paths(args: argparse.Namespace) -> Iterator[None]:
+    """Turn an OSError about a path given on the command line (--out, --texts, --baseline,
+    --model, --regressions) into a ParityInputError naming the path, the option and the reason;
+    any other OSError (a framework's cache, a socket, package data) stays a crash (exit 3)."""
+    from parity.errors import ParityInputError
+    from parity.files import os_reason
+
+    try:
+        yield
+    except OSError as exc:
+        for option in PATH_OPTIONS:
+            value = getattr(args, option, None)
+            if not value:
+                continue
+            named = [f for f in (exc.filename, exc.filename2) if _concerns(f, Path(value))]
+            if named:
+                path = os.fsdecode(named[0])
+                reason = os_reason(exc)
+                if isinstance(exc, (FileExistsError, NotADirectoryError)) and Path(path).is_file():
+                    reason = "is a file where a directory is needed"  # mkdir says "File exists"
+                raise ParityInputError(f"{path}: {reason} (from --{option} {value})") from exc
+        raise
 
 
 def write_error_log(exc: BaseException, out: str | None, argv: Sequence[str]) -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from parity.compare import Comparison
-from parity.files import write_atomic
+from parity.errors import ParityInputError
+from parity.files import os_reason, write_atomic
 from parity.version import __version__
 
 SCHEMA_VERSION = 1
@@ -59,6 +60,31 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_outputs(out_dir: Path, summary: dict[str, Any], markdown: str) -> None:
-    """Write summary.json and report.md into out_dir (each atomically)."""
-    write_json(out_dir / "summary.json", summary)
-    write_atomic(out_dir / "report.md", markdown)
+    """Write summary.json and report.md into out_dir (each atomically); a directory that cannot be
+    written is the user's to fix (ParityInputError naming it and the reason), not a crash."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ParityInputError(
+            f"{out_dir}: cannot write the report there: it is a file, not a directory; "
+            "give --out a directory (it is created if missing)"
+        )
+    try:
+        write_json(out_dir / "summary.json", summary)
+        write_atomic(out_dir / "report.md", markdown)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise ParityInputError(
+            f"{where}: cannot write the report: {os_reason(exc)}; give --out a writable directory"
+        ) from exc
+
+
+def error_summary(error: str, exit_code: int, warnings: list[dict[str, str]]) -> dict[str, Any]:
+    """The summary.json of a command that ended in an error (exit 2) or a crash (exit 3): it says
+    "passed": false and why, under the same schema as a finished run's."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "passed": False,
+        "error": " ".join(error.split()),
+        "exit_code": exit_code,
+        "warnings": list(warnings),
+    }
