@@ -203,6 +203,25 @@ def test_two_causes_on_one_text_are_found_together_and_counts_add_up(bpe_model: 
     assert all("parity diagnose" not in c["fix"] for c in pair.causes)
 
 
+def test_a_preprocessing_step_and_a_setting_together_are_one_measured_cause(
+    bpe_model: Path,
+) -> None:
+    """One side strips, the other pools by CLS: no single probe reproduces an edge-whitespace text."""
+    edge = ["  hello world", "hello world  ", "\tfoo bar\n", "plain text", " x ", "tail\n"]
+    pair = diagnosed(bpe_model, ["custom:strip=true", "custom:pooling=cls"], edge)
+    assert counts(pair) == [("strip+pooling", 5), ("pooling", 1)]
+    cause = pair.causes[0]
+    assert cause["evidence"] == "measured"
+    assert cause["basis"] == (
+        "custom:pooling=cls rebuilt with pooling=mean and given strip(text) reproduced "
+        "custom:strip=true on 5/5 texts"
+    )
+    assert cause["fix"] == (
+        "set strip=false on custom:strip=true, or strip texts before custom:pooling=cls; and set "
+        "pooling=mean on custom:pooling=cls (the model's 1_Pooling config says mean)"
+    )
+
+
 def test_settings_and_normalization_together_are_one_measured_cause(wordpiece: Path) -> None:
     pair = diagnosed(wordpiece, ["bcembedding", "sentence-transformers"], PLAIN)
     assert counts(pair) == [("pooling+normalization", 4)]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from parity.adapters import Adapter, AdapterSpec
 from parity.compare import METRICS, PairResult, Tolerance
 from parity.diagnose.causes import (
     INFERRED,
@@ -24,7 +25,7 @@ from parity.diagnose.noise import noise_floor
 from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
 from parity.diagnose.rebuild import probe_combined, probe_settings
-from parity.diagnose.settings import config_changes, config_differences
+from parity.diagnose.settings import ConfigChange, config_changes, config_differences
 
 
 def diagnose_pair(
@@ -57,6 +58,8 @@ def diagnose_pair(
         probe_settings(ex, ctx, [change])
     _probe_transforms(ex, ctx)
     probe_combined(ex, ctx, changes.changes)
+    for change in changes.changes:
+        _probe_transform_with_setting(ex, ctx, change)
     floor: dict[str, dict[str, float]] = {}
     with ex.guard("noise floor"):
         floor = _probe_noise(ex, ctx, pair)
@@ -145,6 +148,74 @@ def _transform_fix(name: str, doer: Side, other: Side) -> str:
             "texts without newlines"
         )
     return f"apply {name} before {other.label} too, or remove it from {doer.label}'s preprocessing"
+
+
+def _probe_transform_with_setting(ex: Explainer, ctx: PairContext, change: ConfigChange) -> None:
+    """Texts neither a setting nor a preprocessing step explains alone: rebuild one side with one
+    changed setting and apply a transform to one side's input (one side strips and pools by CLS,
+    the other neither). One rebuild per change, shared by every transform."""
+    side = ctx.a if change.side == "a" else ctx.b
+    if not ex.remaining or (ctx.frozen_a and side is ctx.a):
+        return
+    transforms = [
+        t
+        for t in TEXT_TRANSFORMS
+        if any(t.apply(ctx.texts[i]) != ctx.texts[i] for i in ex.remaining)
+    ]
+    if not transforms:
+        return
+    setting = f"{change.key}={change.value}"
+    with ex.guard(f"{side.label}: {setting}, with preprocessing"):
+        options = {**side.spec.options, change.key: str(change.value)}
+        with AdapterSpec(side.spec.name, options, side.label).build(ctx.model) as rebuilt:
+            for transform in transforms:
+                for doer in (ctx.a,) if ctx.frozen_a else (ctx.a, ctx.b):
+                    _transform_with_setting(ex, ctx, change, transform, doer, (side, rebuilt))
+
+
+def _transform_with_setting(
+    ex: Explainer,
+    ctx: PairContext,
+    change: ConfigChange,
+    transform: TextTransform,
+    doer: Side,
+    rebuilt: tuple[Side, Adapter],
+) -> None:
+    """Does `doer` (the rebuilt side's setting changed) equal the other side given T(text)?"""
+    rows = [i for i in ex.remaining if transform.apply(ctx.texts[i]) != ctx.texts[i]]
+    if not rows:
+        return
+    side, adapter = rebuilt
+    other = ctx.b if doer is ctx.a else ctx.a
+    texts = [ctx.texts[i] for i in rows]
+    moved = [transform.apply(t) for t in texts]
+    left = adapter.embed(texts) if doer is side else doer.vectors[rows]
+    right = adapter.embed(moved) if other is side else other.adapter.embed(moved)
+    setting = f"{change.key}={change.value}"
+    ex.record(
+        (f"{transform.cause}+{change.cause}", "setting"),
+        f"{side.label}: {setting}, {doer.label}: {transform.name}",
+        rows,
+        within(left, right, ctx.tolerance),
+        functools.partial(_transform_setting_cause, transform, doer, other, change, ctx, texts[0]),
+        reproduced=(
+            f"{side.label} rebuilt with {setting} and given {transform.name}(text) reproduced "
+            f"{doer.label}"
+            if other is side
+            else f"{side.label} rebuilt with {setting} matched {other.label} given "
+            f"{transform.name}(text)"
+        ),
+    )
+
+
+def _transform_setting_cause(
+    t: TextTransform, doer: Side, other: Side, change: ConfigChange, ctx: PairContext, sample: str
+) -> Cause:
+    cause = _transform_cause(t, doer, other, ctx.a, ctx.b, sample)
+    cause.detail += " " + change.detail
+    cause.fix += "; and " + change.fix
+    cause.also = [change.cause]
+    return cause
 
 
 def _probe_noise(ex: Explainer, ctx: PairContext, pair: PairResult) -> dict[str, dict[str, float]]:
