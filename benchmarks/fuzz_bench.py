@@ -31,7 +31,8 @@ def _mean_tokens(adapter: Any, texts: Sequence[str]) -> float:
 def bench_model(model: Path, name: str, batches: int = BATCHES) -> float:
     """Print both rates for one model and return the speed-up."""
     from parity.adapters import AdapterSpec
-    from parity.compare import Tolerance, compare_pair
+    from parity.compare import compare_pair
+    from parity.metrics import Tolerance
     from parity.search.fuzz import fuzz_pair
 
     a = AdapterSpec.parse("sentence-transformers").build(model)

@@ -27,11 +27,10 @@ if TYPE_CHECKING:
         Comparison,
         PairResult,
         SelfComparisonWarning,
-        Tolerance,
         compare_all,
         compare_pair,
-        deltas,
     )
+    from parity.metrics import Tolerance, deltas
     from parity.runner import RunResult, run
     from parity.texts import builtin_corpus, load_texts
 
@@ -43,10 +42,10 @@ _LAZY = {
     "Comparison": "parity.compare",
     "PairResult": "parity.compare",
     "SelfComparisonWarning": "parity.compare",
-    "Tolerance": "parity.compare",
+    "Tolerance": "parity.metrics",
     "compare_all": "parity.compare",
     "compare_pair": "parity.compare",
-    "deltas": "parity.compare",
+    "deltas": "parity.metrics",
     "RunResult": "parity.runner",
     "run": "parity.runner",
     "builtin_corpus": "parity.texts",

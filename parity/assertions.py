@@ -6,7 +6,8 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from parity.compare import PairResult, TextDelta, Tolerance, compare_pair, metric_lines
+from parity.compare import PairResult, TextDelta, compare_pair, metric_lines
+from parity.metrics import Tolerance
 
 
 def first_failure(

@@ -128,7 +128,7 @@ def _session(config: pytest.Config) -> _Session:
 
 
 def _tolerance(config: pytest.Config, tol: Any = None) -> Any:
-    from parity.compare import Tolerance
+    from parity.metrics import Tolerance
 
     if isinstance(tol, Tolerance):
         return tol

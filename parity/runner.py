@@ -13,8 +13,9 @@ import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
 from parity.adapters.base import validate_texts
-from parity.compare import Comparison, Exercised, Tolerance, compare_all
+from parity.compare import Comparison, Exercised, compare_all
 from parity.errors import ParityInputError
+from parity.metrics import Tolerance
 from parity.modelinfo import resolve_model
 from parity.retrieval import RetrievalSet, pair_impact
 

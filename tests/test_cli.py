@@ -237,7 +237,7 @@ def test_no_retrieval_skips_the_retrieval_set(bpe_model: Path, tmp_path: Path) -
 def test_a_baseline_recorded_with_every_metric_off_is_gated_with_every_metric_off(
     bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from parity.compare import Tolerance
+    from parity.metrics import Tolerance
 
     # as_dict() leaves out a metric that is off, so `--tol off` records {}: that must read back
     # as "all off", not as the 5e-3 defaults (None, nothing recorded, is the defaults)

@@ -14,14 +14,9 @@ import pytest
 
 from parity.adapters import REGISTRY, parse_specs
 from parity.adapters.base import Adapter, Option
-from parity.compare import (
-    SelfComparisonWarning,
-    Tolerance,
-    compare_all,
-    compare_pair,
-    deltas,
-)
+from parity.compare import SelfComparisonWarning, compare_all, compare_pair
 from parity.errors import ComparisonError, ParityInputError
+from parity.metrics import Tolerance, deltas
 from parity.runner import run
 
 

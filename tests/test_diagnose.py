@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from parity.adapters import parse_specs
-from parity.compare import Tolerance
 from parity.diagnose import diagnose_run
 from parity.diagnose.tokens import token_diff
+from parity.metrics import Tolerance
 from parity.runner import run
 from parity.texts import builtin_corpus
 

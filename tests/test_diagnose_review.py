@@ -18,11 +18,12 @@ import pytest
 from parity.adapters import REGISTRY, AdapterSpec, register
 from parity.adapters.custom import CustomAdapter
 from parity.cli import main
-from parity.compare import Tolerance, compare_pair
+from parity.compare import compare_pair
 from parity.diagnose import Cause, Diagnosis, Side, diagnose_pair
 from parity.diagnose.settings import SideSettings, setting_fix
 from parity.gate.explain import _gate_causes
 from parity.gate.run import verdict_line
+from parity.metrics import Tolerance
 
 PLAIN = ["the cat sat on the mat", "hello world", "search index query", "tea and coffee"]
 LONG = ["word " * 150 + "tail", "the river " * 90]  # past the tiny models' 128 tokens

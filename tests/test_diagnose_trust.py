@@ -17,9 +17,10 @@ from parity.adapters import Adapter, AdapterSpec, parse_specs
 from parity.adapters.base import Option
 from parity.assertions import failure_message
 from parity.cli import main
-from parity.compare import Tolerance, compare_pair
+from parity.compare import compare_pair
 from parity.diagnose import Side, diagnose_pair, diagnose_run
 from parity.gate.explain import environment_cause, is_model_file
+from parity.metrics import Tolerance
 from parity.runner import run
 from parity.texts import builtin_corpus
 

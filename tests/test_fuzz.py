@@ -17,7 +17,7 @@ from hypothesis import Phase, find, settings
 
 from parity.adapters import Adapter
 from parity.cli import main
-from parity.compare import Tolerance
+from parity.metrics import Tolerance
 from parity.search.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
 from parity.search.regressions import model_reference
 from parity.search.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS

@@ -184,7 +184,8 @@ def test_the_committed_baseline_is_what_baseline_create_records_today(
     minilm: Path, tmp_path: Path
 ) -> None:
     from parity.baseline import create_baseline, load_baseline
-    from parity.compare import SelfComparisonWarning, Tolerance, compare_pair
+    from parity.compare import SelfComparisonWarning, compare_pair
+    from parity.metrics import Tolerance
     from parity.retrieval import load_retrieval_set
     from parity.texts import builtin_corpus
 

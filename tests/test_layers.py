@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("parity.files",),
     ("parity.texts", "parity.modelinfo", "parity.tinymodels"),
     ("parity.adapters",),
+    ("parity.metrics",),
     ("parity.compare",),
     ("parity.retrieval",),
     ("parity.runner",),

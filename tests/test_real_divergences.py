@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from parity.adapters import AdapterSpec
-from parity.compare import Tolerance, compare_pair
+from parity.compare import compare_pair
+from parity.metrics import Tolerance
 from parity.texts import builtin_corpus
 
 Embed = Callable[[str, Path, list[str]], np.ndarray]

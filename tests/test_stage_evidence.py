@@ -16,8 +16,8 @@ import pytest
 
 from parity.adapters import parse_specs
 from parity.cli import main
-from parity.compare import Tolerance
 from parity.diagnose import diagnose_run
+from parity.metrics import Tolerance
 from parity.runner import run
 
 EDGE_TEXTS = ["  hello world", "hello world  ", "\tfoo bar\n", "plain text", " x ", "tail\n"]

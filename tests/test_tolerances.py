@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from parity.compare import Comparison, Tolerance, compare_pair, deltas, metric_lines
+from parity.compare import Comparison, compare_pair, metric_lines
 from parity.errors import ParityInputError
+from parity.metrics import Tolerance, deltas
 from parity.report.markdown import render_markdown
 from parity.report.summary import build_summary
 

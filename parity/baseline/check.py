@@ -15,8 +15,9 @@ import numpy as np
 from parity.adapters import AdapterSpec
 from parity.baseline.create import build_manifest
 from parity.baseline.store import load_baseline, write_baseline
-from parity.compare import Tolerance, compare_pair, metric_lines
+from parity.compare import compare_pair, metric_lines
 from parity.errors import BaselineError
+from parity.metrics import Tolerance
 
 
 def baseline_dir(test_file: Path, test_name: str, name: str | None = None) -> Path:

@@ -23,8 +23,9 @@ from parity.baseline.manifest import (
 )
 from parity.baseline.store import ensure_writable, vector_file_name, write_baseline
 from parity.baseline.swap import baseline_lock
-from parity.compare import Exercised, Tolerance, compare_all
+from parity.compare import Exercised, compare_all
 from parity.errors import BaselineError, ParityInputError
+from parity.metrics import Tolerance
 from parity.retrieval import RetrievalSet
 
 

@@ -36,9 +36,9 @@ from parity.baseline.manifest import (
     texts_sha256,
 )
 from parity.baseline.swap import Notify, baseline_lock, recover, replace_dir, to_stderr
-from parity.compare import METRICS
 from parity.errors import BaselineError, ParityInputError
 from parity.files import sha256_bytes, sha256_file
+from parity.metrics import METRICS
 from parity.texts import iter_jsonl
 
 REQUIRED_KEYS = ("schema", "tool_version", "created", "model", "environment", "texts", "adapters")

@@ -113,7 +113,7 @@ def _run_and_report(
     args: argparse.Namespace, log: WarningLog, *, diagnose: bool
 ) -> tuple[int, dict[str, Any]]:
     from parity.adapters import parse_specs
-    from parity.compare import Tolerance
+    from parity.metrics import Tolerance
     from parity.runner import Progress, run
 
     specs = parse_specs(args.adapter)
@@ -172,7 +172,7 @@ def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
 
 def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.adapters import parse_specs
-    from parity.compare import Tolerance
+    from parity.metrics import Tolerance
     from parity.runner import Progress
     from parity.search.fuzz import fuzz_run
     from parity.search.profiles import load_profile
@@ -208,7 +208,7 @@ def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
 
 def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.baseline import create_baseline
-    from parity.compare import Tolerance
+    from parity.metrics import Tolerance
     from parity.runner import Progress
 
     out, previous = create_baseline(

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
-from parity.compare import Tolerance, deltas
 from parity.diagnose.settings import SideSettings
 from parity.diagnose.tokens import token_diff
+from parity.metrics import Tolerance, deltas
 
 MEASURED = "measured"
 INFERRED = "inferred"

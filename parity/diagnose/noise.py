@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from parity.adapters import Adapter
-from parity.compare import METRICS, PairResult, deltas
+from parity.compare import PairResult
+from parity.metrics import METRICS, deltas
 
 NOISE_SAMPLE = 16
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
-from parity.compare import METRICS, PairResult, Tolerance
+from parity.compare import PairResult
 from parity.diagnose.causes import (
     INFERRED,
     MEASURED,
@@ -26,6 +26,7 @@ from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
 from parity.diagnose.rebuild import probe_combined, probe_settings
 from parity.diagnose.settings import ConfigChange, config_changes, config_differences
+from parity.metrics import METRICS, Tolerance
 
 
 def diagnose_pair(

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
-from parity.compare import PairResult, Tolerance, compare_pair, deltas
+from parity.compare import PairResult, compare_pair
 from parity.diagnose import INFERRED, MEASURED, Cause, Diagnosis, Side, diagnose_pair
 from parity.diagnose.probes import STAGE_OF
 from parity.gate.result import GateResult
+from parity.metrics import Tolerance, deltas
 from parity.runner import RunResult
 
 ACCEPT = "if the change is intended, record it with `parity gate --update`"

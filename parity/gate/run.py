@@ -19,18 +19,11 @@ from parity.baseline import Baseline, build_manifest, load_baseline
 from parity.baseline.manifest import texts_sha256
 from parity.baseline.store import write_baseline
 from parity.baseline.swap import baseline_lock
-from parity.compare import (
-    BaselineLink,
-    Comparison,
-    PairResult,
-    PairRole,
-    Tolerance,
-    compare_all,
-    compare_pair,
-)
+from parity.compare import BaselineLink, Comparison, PairResult, PairRole, compare_all, compare_pair
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.gate.explain import explain_drift
 from parity.gate.result import BASELINE_PREFIX, DEFAULT_MAX_NDCG_DROP, GateResult
+from parity.metrics import Tolerance
 from parity.retrieval import (
     RetrievalSet,
     load_retrieval_set,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.compare import METRICS
 from parity.diagnose.settings import CONFIG_KEYS, config_differences
+from parity.metrics import METRICS
 
 
 def _num(value: Any) -> str:

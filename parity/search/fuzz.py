@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import strategies as st
 
 from parity.adapters import Adapter
-from parity.compare import MinimalFailing, PairResult, Tolerance, compare_pair
+from parity.compare import MinimalFailing, PairResult, compare_pair
+from parity.metrics import Tolerance
 from parity.search.shrink import shrink_text, simplicity
 
 if TYPE_CHECKING:
