@@ -586,3 +586,65 @@ def test_a_crash_inside_the_gate_exits_3(
     assert "in newly_failing" in log.read_text() and "_compare" in log.read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False and summary["exit_code"] == 3
+
+
+def test_a_full_disk_while_writing_a_baseline_is_exit_2_naming_the_file(
+    bpe_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    import parity.baseline.swap as swap
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")  # names no file, as the OS does
+
+    monkeypatch.setattr(swap, "open", full, raising=False)
+    out = tmp_path / "base"
+    argv = ["baseline", "create", "--model", str(bpe_model), "--adapter", "custom"]
+    code = main(
+        [*argv, "--texts", str(_texts(tmp_path, ["hello"])), "--no-retrieval", "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.fullmatch(
+        rf"parity: error: {re.escape(str(tmp_path))}/\.base\.tmp-\d+/\S+: No space left on device "
+        rf"\(from --out {re.escape(str(out))}\)",
+        err.splitlines()[-1],
+    )
+    assert not out.exists()
+
+
+def test_only_what_parity_writes_under_a_broad_out_is_the_users_path(tmp_path: Path) -> None:
+    from parity.cli.outcome import _concerns
+
+    out = tmp_path / "out"
+    assert _concerns(str(out / "summary.json"), out, depth=2)
+    assert _concerns(str(out / "1_Pooling" / "config.json"), out, depth=2)
+    assert not _concerns(str(out / ".venv" / "lib" / "torch" / "x.so"), out, depth=2)
+    assert _concerns(str(tmp_path / ".out.tmp-7" / "manifest.json"), out)  # inside a sibling
+    assert not _concerns(str(tmp_path / "outer" / "x"), out)
+    home = Path("~").expanduser()
+    assert _concerns(str(home / "m" / "config.json"), Path("~/m"))
+
+
+def test_a_traceback_with_nowhere_to_go_is_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tempfile
+
+    from parity.cli.outcome import write_error_log
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        where = write_error_log(exc, None, ["run"])
+    assert str(where) == "<stderr, above>"
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err

@@ -100,6 +100,7 @@ def test_reads_environment_later():
 """
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_a_parity_fixture_adds_no_environment_variable_for_later_tests(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:
@@ -147,6 +148,7 @@ def test_unused_plugin_leaves_hypothesis_profile_alone(
         _run(pytester, "-p", plugin).assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_a_project_profile_named_ci_is_kept(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:
@@ -169,6 +171,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_a_project_profile_in_hypothesis_profile_is_left_to_hypothesis(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:
@@ -189,6 +192,7 @@ settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 @pytest.mark.parametrize(
     ("args", "env", "max_examples"),
     [(("--parity-profile", "ci"), None, 25), ((), None, 100), ((), "deep", 3000)],
@@ -212,6 +216,7 @@ def test_parity_tests_alone_get_paritys_profile_without_deadline(
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_a_caught_failure_is_not_recorded_and_an_uncaught_one_is_with_its_model(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:
@@ -239,6 +244,7 @@ def test_uncaught(assert_parity):
     assert [(r["text"], r["model"]) for r in records] == [(" world", model_reference(bpe_model))]
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_replay_is_its_own_item_with_the_entries_of_the_models_under_test(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:
@@ -262,6 +268,7 @@ def test_replay_is_its_own_item_with_the_entries_of_the_models_under_test(
     )
 
 
+@pytest.mark.slow  # a pytester subprocess that loads the real frameworks
 def test_replay_skips_a_corpus_recorded_on_other_models(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bpe_model: Path
 ) -> None:

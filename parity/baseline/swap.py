@@ -304,10 +304,16 @@ def write_files(staging: Path, files: dict[str, bytes]) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     for name, data in files.items():
-        with open(staging / name, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        target = staging / name
+        try:
+            with open(target, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            if exc.filename is None:  # a full disk names no file: say which one it was
+                raise OSError(exc.errno, exc.strerror, str(target)) from exc
+            raise
     fsync_directory(staging)
 
 

@@ -111,17 +111,21 @@ def write_error_summary(out: Path, error: str, code: int, log: WarningLog) -> No
 PATH_OPTIONS = ("out", "texts", "baseline", "model", "regressions")
 
 
-def _concerns(filename: Any, given: Path) -> bool:
-    """Whether an OSError's file is the given path, inside it, an ancestor that does not exist
-    as a directory (mkdir failed), or a sibling made for it (.DIR.tmp-N, DIR.prev, DIR.lock)."""
+def _concerns(filename: Any, given: Path, *, depth: int | None = None) -> bool:
+    """Whether an OSError's file is the given path, inside it (at most `depth` levels down when
+    given), an ancestor that does not exist as a directory (mkdir failed), or a sibling made for
+    it (.DIR.tmp-N, DIR.prev, DIR.lock) or a file inside such a sibling."""
     if filename is None or isinstance(filename, int):  # no name, or a file descriptor
         return False
-    path, root = Path(os.fsdecode(filename)).absolute(), given.absolute()
+    path, root = Path(os.fsdecode(filename)).absolute(), given.expanduser().absolute()
     if path == root or root in path.parents:
-        return True
+        return depth is None or len(path.relative_to(root).parts) <= depth
     if path in root.parents:
         return not path.is_dir()
-    return path.parent == root.parent and path.name.lstrip(".").startswith(root.name + ".")
+    return any(
+        p.parent == root.parent and p.name.lstrip(".").startswith(root.name + ".")
+        for p in (path, *path.parents)
+    )
 
 
 @contextmanager
@@ -139,7 +143,11 @@ def user_paths(args: argparse.Namespace) -> Iterator[None]:
             value = getattr(args, option, None)
             if not value:
                 continue
-            named = [f for f in (exc.filename, exc.filename2) if _concerns(f, Path(value))]
+            # --out may be a broad folder (".") holding a framework's cache: only what parity
+            # writes there (a report, a baseline, a tiny model's files) is the user's path
+            depth = 2 if option == "out" else None
+            files = (exc.filename, exc.filename2)
+            named = [f for f in files if _concerns(f, Path(value), depth=depth)]
             if named:
                 path = os.fsdecode(named[0])
                 reason = os_reason(exc)
@@ -170,7 +178,11 @@ def write_error_log(exc: BaseException, out: str | None, argv: Sequence[str]) ->
             return path
         except OSError:
             pass
-    fd, name = tempfile.mkstemp(prefix="parity-error-", suffix=".log")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        fd, name = tempfile.mkstemp(prefix="parity-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError:  # nowhere to write (a full disk): the traceback goes to stderr instead
+        print(text, file=sys.stderr, end="")
+        return Path("<stderr, above>")
     return Path(name)

@@ -194,7 +194,7 @@ def _transform_with_setting(
     right = adapter.embed(moved) if other is side else other.adapter.embed(moved)
     setting = f"{change.key}={change.value}"
     ex.record(
-        (f"{transform.cause}+{change.cause}", "setting"),
+        (f"{transform.cause}+{change.cause}", doer.label),
         f"{side.label}: {setting}, {doer.label}: {transform.name}",
         rows,
         within(left, right, ctx.tolerance),

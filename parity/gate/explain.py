@@ -136,6 +136,9 @@ def explain_drift(
         reproduced: list[int] = []
         if replica is not current:
             reproduced, rebuild_failed = _reproduced(replica, run, failing, base_vectors)
+            if rebuild_failed is not None:  # it cannot run today: the current adapter stands in
+                replica.close()
+                replica = current
         moved = [i for i in failing if i not in set(reproduced)]
         causes: list[Cause] = []
         details: list[dict[str, Any]] = []
