@@ -243,14 +243,22 @@ def _recover_locked(path: Path, notify: Notify) -> None:
             notify(f"removed {folder.name}, left beside {path} by an interrupted write (pid {pid})")
 
 
-def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
-    """The renames fallback was interrupted: put a complete baseline at DIR."""
+def _read_journal(journal: Path, key: str) -> tuple[Path, str] | None:
+    """A journal's staging folder and its `key` entry; None (and the journal removed) when it
+    cannot be read: it was written before anything it guards was moved."""
     try:
         record = json.loads(journal.read_text(encoding="utf-8"))
-        staging, retired = Path(record["staging"]), Path(record["retired"])
+        return Path(record["staging"]), str(record[key])
     except (OSError, ValueError, KeyError, TypeError):
         journal.unlink(missing_ok=True)
+        return None
+
+
+def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
+    """The renames fallback was interrupted: put a complete baseline at DIR."""
+    if (record := _read_journal(journal, "retired")) is None:
         return
+    staging, retired = record[0], Path(record[1])
     previous = path.with_name(path.name + ".prev")
     if not path.exists() and staging.is_dir():
         staging.rename(path)  # the new baseline was complete before the journal was written
@@ -269,12 +277,10 @@ def _finish_journal(path: Path, journal: Path, notify: Notify) -> None:
 def _finish_exchange(path: Path, journal: Path, notify: Notify) -> None:
     """The exchange happened if DIR now carries the staging folder's inode: the staging folder
     then holds the replaced baseline, which becomes DIR.prev; otherwise it is dropped below."""
-    try:
-        record = json.loads(journal.read_text(encoding="utf-8"))
-        staging, inode = Path(record["staging"]), int(record["inode"])
-    except (OSError, ValueError, KeyError, TypeError):
+    if (record := _read_journal(journal, "inode")) is None or not record[1].isdigit():
         journal.unlink(missing_ok=True)
         return
+    staging, inode = record[0], int(record[1])
     if staging.is_dir() and path.is_dir() and path.stat().st_ino == inode:
         _retire(staging, path.with_name(path.name + ".prev"))
         fsync_directory(path.parent)
