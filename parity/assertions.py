@@ -27,7 +27,7 @@ def _top_cause(
 ) -> str | None:
     """Diagnose the worst text alone and return 'cause: fix', or None."""
     from parity.adapters import AdapterSpec
-    from parity.diagnose import Side, diagnose_pair
+    from parity.diagnose import Side, cause_label, diagnose_pair
 
     a, b = adapters[pair.a], adapters[pair.b]
     sides = []
@@ -41,8 +41,9 @@ def _top_cause(
         sides[0], sides[1], [text], single, a.model, tolerance, lambda message: None
     )
     top = found.causes[0]
-    marker = "inferred: " if top.evidence == "inferred" else ""
-    return f"{marker}{top.name}: {top.detail} Fix: {top.fix} ({top.evidence}: {top.basis})"
+    return (
+        f"{cause_label(top.as_dict())}: {top.detail} Fix: {top.fix} ({top.evidence}: {top.basis})"
+    )
 
 
 def failure_message(

@@ -158,13 +158,13 @@ def _diagnose(result: RunResult, progress: Callable[[str], None]) -> dict[str, A
 
 def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
     """Run, diagnose every failing pair, and print the causes (the report too, with --out)."""
+    from parity.diagnose import cause_label
+
     code, summary = _run_and_report(args, log, diagnose=True)
     for pair in summary["pairs"]:
         for cause in pair["causes"]:
-            name = "+".join([cause["cause"], *cause.get("also", [])])
-            marker = "inferred: " if cause.get("evidence") == "inferred" else ""
             print(
-                f"{pair['a']} vs {pair['b']}: {marker}{name} ({cause['explained']} texts, "
+                f"{pair['a']} vs {pair['b']}: {cause_label(cause)} ({cause['explained']} texts, "
                 f"{cause.get('evidence')}): {cause['detail']} Fix: {cause['fix']}"
             )
     return code

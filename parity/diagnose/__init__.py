@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from parity.diagnose.causes import INFERRED, MEASURED, Cause, Diagnosis, Side
+from parity.diagnose.causes import INFERRED, MEASURED, Cause, Diagnosis, Side, cause_label
 from parity.diagnose.noise import find_outlier
 from parity.diagnose.pair import diagnose_pair, first_differing_stage
 from parity.diagnose.probes import CAUSES
@@ -27,6 +27,7 @@ __all__ = [
     "Cause",
     "Diagnosis",
     "Side",
+    "cause_label",
     "diagnose_pair",
     "diagnose_run",
     "first_differing_stage",

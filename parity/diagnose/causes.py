@@ -4,7 +4,7 @@ Explainer that counts each failing text under exactly one cause."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,13 @@ MEASURED = "measured"
 INFERRED = "inferred"
 STAGE_ORDER = ("input_ids", "attention_mask", "token_embeddings", "pooled", "normalized")
 UNIT_NORM_TOL = 1e-2  # |norm - 1| within this counts as a unit vector (fp16 rounding included)
+
+
+def cause_label(cause: Mapping[str, Any]) -> str:
+    """A cause (as summary.json holds it) in one phrase: `pooling+truncation`, or
+    `inferred: model-files` for a cause put down by elimination."""
+    name = "+".join([cause["cause"], *cause.get("also", [])])
+    return f"inferred: {name}" if cause.get("evidence") == INFERRED else name
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from parity.adapters import Adapter, AdapterSpec
+from parity.adapters import Adapter
 from parity.compare import PairResult
 from parity.diagnose.causes import (
     INFERRED,
@@ -24,7 +24,7 @@ from parity.diagnose.causes import (
 from parity.diagnose.noise import noise_floor
 from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
-from parity.diagnose.rebuild import probe_combined, probe_settings
+from parity.diagnose.rebuild import probe_combined, probe_settings, rebuild, setting_text
 from parity.diagnose.settings import ConfigChange, config_changes, config_differences
 from parity.metrics import METRICS, Tolerance
 
@@ -80,7 +80,9 @@ def _first_stage(
     against itself, or a side whose vectors were recorded elsewhere (its adapter does not give
     them, so its stages say nothing about where they part)."""
     a, b = ctx.a, ctx.b
-    finite = [i for i in failing if not _non_finite_rows(a, b, [i])]
+    finite = [
+        i for i in failing if np.isfinite(a.vectors[i]).all() and np.isfinite(b.vectors[i]).all()
+    ]
     stage = None
     if a.adapter is b.adapter:
         ex.skip("first differing stage", f"both sides are the same adapter ({b.label})")
@@ -94,12 +96,6 @@ def _first_stage(
     if causes and causes[0].stage is not None:
         return causes[0].stage, INFERRED
     return None, None
-
-
-def _non_finite_rows(a: Side, b: Side, rows: list[int]) -> list[int]:
-    return [
-        i for i in rows if not (np.isfinite(a.vectors[i]).all() and np.isfinite(b.vectors[i]).all())
-    ]
 
 
 def _probe_transforms(ex: Explainer, ctx: PairContext) -> None:
@@ -165,10 +161,8 @@ def _probe_transform_with_setting(ex: Explainer, ctx: PairContext, change: Confi
     ]
     if not transforms:
         return
-    setting = f"{change.key}={change.value}"
-    with ex.guard(f"{side.label}: {setting}, with preprocessing"):
-        options = {**side.spec.options, change.key: str(change.value)}
-        with AdapterSpec(side.spec.name, options, side.label).build(ctx.model) as rebuilt:
+    with ex.guard(f"{side.label}: {setting_text([change])}, with preprocessing"):
+        with rebuild(side, [change], ctx.model) as rebuilt:
             for transform in transforms:
                 for doer in (ctx.a,) if ctx.frozen_a else (ctx.a, ctx.b):
                     _transform_with_setting(ex, ctx, change, transform, doer, (side, rebuilt))
@@ -192,7 +186,7 @@ def _transform_with_setting(
     moved = [transform.apply(t) for t in texts]
     left = adapter.embed(texts) if doer is side else doer.vectors[rows]
     right = adapter.embed(moved) if other is side else other.adapter.embed(moved)
-    setting = f"{change.key}={change.value}"
+    setting = setting_text([change])
     ex.record(
         (f"{transform.cause}+{change.cause}", doer.label),
         f"{side.label}: {setting}, {doer.label}: {transform.name}",

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 
-from parity.adapters import AdapterSpec
+from parity.adapters import Adapter, AdapterSpec
 from parity.diagnose.causes import (
     STAGE_ORDER,
     Cause,
@@ -26,8 +26,15 @@ from parity.diagnose.settings import ConfigChange
 MAX_COMBINED = 3  # settings changed together in one combined probe, at most
 
 
-def _setting(combo: list[ConfigChange]) -> str:
+def setting_text(combo: list[ConfigChange]) -> str:
+    """The changed options as a user would type them: "max_length=256, pooling=mean"."""
     return ", ".join(f"{c.key}={c.value}" for c in combo)
+
+
+def rebuild(side: Side, combo: list[ConfigChange], model: str) -> Adapter:
+    """`side`'s adapter built again (not loaded) with the options of `combo` changed."""
+    options = {**side.spec.options, **{c.key: str(c.value) for c in combo}}
+    return AdapterSpec(side.spec.name, options, side.label).build(model)
 
 
 def probe_settings(ex: Explainer, ctx: PairContext, combo: list[ConfigChange]) -> None:
@@ -37,7 +44,7 @@ def probe_settings(ex: Explainer, ctx: PairContext, combo: list[ConfigChange]) -
         return
     side_name = combo[0].side
     side, other = (ctx.a, ctx.b) if side_name == "a" else (ctx.b, ctx.a)
-    setting = _setting(combo)
+    setting = setting_text(combo)
     if ctx.frozen_a and side_name == "a":
         ex.skip(
             f"{side.label}: {setting}",
@@ -52,9 +59,8 @@ def _rebuild_and_record(
     ex: Explainer, ctx: PairContext, combo: list[ConfigChange], side: Side, other: Side
 ) -> None:
     rows = list(ex.remaining)
-    setting = _setting(combo)
-    options = {**side.spec.options, **{c.key: str(c.value) for c in combo}}
-    rebuilt = AdapterSpec(side.spec.name, options, side.label).build(ctx.model)
+    setting = setting_text(combo)
+    rebuilt = rebuild(side, combo, ctx.model)
     ctx.progress(
         f"diagnose {ctx.a.label} vs {ctx.b.label}: trying {setting} on {side.label} "
         f"({len(rows)} texts)"
@@ -102,7 +108,7 @@ def _probe_renormalized(
         f"{unit_side.label} returns unit vectors, {raw.label} does not.",
         normalization_fix(unit_side, raw, ctx.reference.get("normalize")),
     )
-    setting = _setting(combo)
+    setting = setting_text(combo)
     ex.record(
         ("+".join([*(c.cause for c in combo), "normalization"]), "setting"),
         f"{side.label}: {setting}, then unit re-normalization",

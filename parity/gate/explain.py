@@ -9,6 +9,7 @@ machine.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
@@ -19,9 +20,10 @@ import numpy as np
 from parity.adapters import Adapter, AdapterSpec
 from parity.compare import PairResult, compare_pair
 from parity.diagnose import INFERRED, MEASURED, Cause, Diagnosis, Side, diagnose_pair
+from parity.diagnose.causes import within
 from parity.diagnose.probes import STAGE_OF
 from parity.gate.result import GateResult
-from parity.metrics import Tolerance, deltas
+from parity.metrics import Tolerance
 from parity.runner import RunResult
 
 ACCEPT = "if the change is intended, record it with `parity gate --update`"
@@ -63,15 +65,19 @@ def _adapter_libraries(env: dict[str, Any], configs: list[dict[str, Any]]) -> di
     return {k: v for k, v in env["libraries"].items() if k in used}
 
 
+def model_file_changes(files: dict[str, list[str]]) -> list[str]:
+    """The weight/tokenizer/config files that changed, were added or removed: "name (kind)"."""
+    kinds = ("changed", "added", "removed")
+    return [f"{f} ({kind})" for kind in kinds for f in files[kind] if is_model_file(f)]
+
+
 def environment_cause(
     indices: list[int], env: dict[str, Any], configs: list[dict[str, Any]] | None = None
 ) -> Cause:
     """The environment change that best accounts for texts no setting or transform explains:
     an inference by elimination, never a measurement (evidence "inferred")."""
     files = env["model_files"]
-    named = [f"{f} (changed)" for f in files["changed"] if is_model_file(f)]
-    named += [f"{f} (added)" for f in files["added"] if is_model_file(f)]
-    named += [f"{f} (removed)" for f in files["removed"] if is_model_file(f)]
+    named = model_file_changes(files)
     ignored = [f for kind in ("changed", "added", "removed") for f in files[kind]]
     ignored = [f for f in ignored if not is_model_file(f)]
     libraries = _adapter_libraries(env, configs or [])
@@ -139,16 +145,20 @@ def explain_drift(
             if rebuild_failed is not None:  # it cannot run today: the current adapter stands in
                 replica.close()
                 replica = current
-        moved = [i for i in failing if i not in set(reproduced)]
+        kept = set(reproduced)
+        moved = [i for i in failing if i not in kept]
         causes: list[Cause] = []
         details: list[dict[str, Any]] = []
+        base = Side(pair.a, base_spec, replica, base_vectors, entry["describe"], fixable=False)
+        now = Side(label, current_spec, current, run.embeddings[label], run.configs[label])
+        configs = [entry["describe"], run.configs[label]]
         for rows, frozen in ((reproduced, False), (moved, True)):
             if not rows:
                 continue
             found = _diagnose_rows(
                 rows,
-                Side(pair.a, base_spec, replica, base_vectors, entry["describe"], fixable=False),
-                Side(label, current_spec, current, run.embeddings[label], run.configs[label]),
+                base,
+                now,
                 run.texts,
                 str(model_path),
                 run.comparison.tolerance,
@@ -158,7 +168,6 @@ def explain_drift(
             details.append(
                 {"texts": len(rows), "baseline_reproduced": not frozen, **found.as_dict()}
             )
-            configs = [entry["describe"], run.configs[label]]
             causes += _gate_causes(found, gate.env, configs, frozen=frozen)
     finally:
         if replica is not current:
@@ -211,7 +220,7 @@ def _reproduced(
         again = replica.embed([run.texts[i] for i in failing])
     except Exception as exc:  # a probe's crash costs the probe, never the finding
         return [], f"{type(exc).__name__}: {exc}"
-    ok = run.comparison.tolerance.within(deltas(again, base_vectors[failing]))
+    ok = within(again, base_vectors[failing], run.comparison.tolerance)
     return [i for i, good in zip(failing, ok, strict=True) if good], None
 
 
@@ -235,11 +244,10 @@ def _gate_causes(
 def relevant_changes(env: dict[str, Any], configs: list[dict[str, Any]]) -> list[str]:
     """The environment changes that can move these vectors: weight/tokenizer/config files and
     the libraries the adapters use (a README, numpy or python changing does not count)."""
-    files = env["model_files"]
-    named = [f"{f} ({kind})" for kind in ("changed", "added", "removed") for f in files[kind]]
-    named = [n for n in named if is_model_file(n.rsplit(" (", 1)[0])]
     libraries = _adapter_libraries(env, configs)
-    return named + [f"{k} {old} -> {new}" for k, (old, new) in libraries.items()]
+    return model_file_changes(env["model_files"]) + [
+        f"{k} {old} -> {new}" for k, (old, new) in libraries.items()
+    ]
 
 
 def _environment_inference(env: dict[str, Any], configs: list[dict[str, Any]]) -> str:
@@ -269,12 +277,8 @@ def _diagnose_rows(
 ) -> Diagnosis:
     """diagnose_pair on a subset of texts, with indices mapped back to the full text list."""
     sub_texts = [texts[i] for i in rows]
-    base_sub = Side(
-        base.label, base.spec, base.adapter, base.vectors[rows], base.config, fixable=False
-    )
-    current_sub = Side(
-        current.label, current.spec, current.adapter, current.vectors[rows], current.config
-    )
+    base_sub = dataclasses.replace(base, vectors=base.vectors[rows])
+    current_sub = dataclasses.replace(current, vectors=current.vectors[rows])
     sub_pair = compare_pair(
         base.label, base_sub.vectors, current.label, current_sub.vectors, sub_texts, tolerance
     )

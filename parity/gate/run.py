@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from parity.baseline.manifest import texts_sha256
 from parity.baseline.store import write_baseline
 from parity.baseline.swap import baseline_lock
 from parity.compare import BaselineLink, Comparison, PairResult, PairRole, compare_all, compare_pair
+from parity.diagnose import cause_label
 from parity.errors import BaselineError, ModelNotFound, ParityInputError
 from parity.gate.explain import explain_drift
 from parity.gate.result import BASELINE_PREFIX, DEFAULT_MAX_NDCG_DROP, GateResult
@@ -326,13 +326,6 @@ def _newly_failing(
     return newly
 
 
-def _cause_name(cause: dict[str, Any]) -> str:
-    """A cause as the verdict line names it: `pooling+truncation`, or `inferred: model-files`
-    for a cause put down by elimination."""
-    name = "+".join([cause["cause"], *cause.get("also", [])])
-    return f"inferred: {name}" if cause.get("evidence") == "inferred" else name
-
-
 def verdict_line(gate: GateResult, out: str | None) -> str:
     """One line for the terminal and CI logs."""
     where = f"; report in {out}" if out else ""
@@ -347,7 +340,7 @@ def verdict_line(gate: GateResult, out: str | None) -> str:
         parts = []
         for pair in gate.drift_pairs:
             if not pair:
-                causes = ", ".join(map(_cause_name, pair.causes)) or "not diagnosed"
+                causes = ", ".join(map(cause_label, pair.causes)) or "not diagnosed"
                 parts.append(f"{pair.b} drifted ({pair.failures}/{pair.n} texts; {causes})")
         parts += [
             f"{label}: nDCG@10 dropped {-gate.ndcg_changes[label]:.3g} (more than "
