@@ -208,16 +208,16 @@ def parity_baseline(
 
 
 @functools.lru_cache(maxsize=16)
-def _model_reference(model: str) -> str:
-    from parity.search.regressions import model_reference
+def _model_identity(model: str) -> str:
+    from parity.search.regressions import model_identity
 
-    return model_reference(model)
+    return model_identity(model)
 
 
 def _model_of(adapter: Any) -> str | None:
-    """The model_reference() of an adapter's model, None for an adapter that names none."""
+    """The model_identity() of an adapter's model, None for an adapter that names none."""
     model = getattr(adapter, "model", None)
-    return _model_reference(str(model)) if model else None
+    return _model_identity(str(model)) if model else None
 
 
 def _check(texts: list[str], adapters: dict[str, Any], tolerance: Any, origin: str | None) -> None:
@@ -257,7 +257,7 @@ class RegressionReplay(pytest.Item):
 
         state = _session(self.config)
         path = state.regressions_path()
-        model = _model_reference(str(state.resolve_model()))
+        model = _model_identity(str(state.resolve_model()))
         texts = regression_texts(path, model=model)
         if not texts:
             pytest.skip(f"{path} records no regression for {model}")

@@ -255,10 +255,10 @@ def impact(
     """
     _check_sides(a_q, a_d, b_q, b_d, rset, k, rank_metric)
     all_scores = {m: (scores(a_q, a_d, m), scores(b_q, b_d, m)) for m in SCORE_METRICS}
-    score_delta = {
-        metric: {"max": float(np.abs(sa - sb).max()), "mean": float(np.abs(sa - sb).mean())}
-        for metric, (sa, sb) in all_scores.items()
-    }
+    score_delta: dict[str, dict[str, float]] = {}
+    for metric, (sa, sb) in all_scores.items():
+        delta = np.abs(sa - sb)
+        score_delta[metric] = {"max": float(delta.max()), "mean": float(delta.mean())}
     rank_a, rank_b = all_scores[rank_metric]
     long_ids = rset.long_doc_ids()
     per_query: list[dict[str, Any]] = []

@@ -88,10 +88,10 @@ class Embedded:
     timings: dict[str, dict[str, float]]
     adapters: dict[str, Adapter]
     retrieval: dict[str, np.ndarray]
-    tokens: dict[str, list[tuple[str, ...]] | None] = field(default_factory=dict)
+    tokens: dict[str, list[list[str]] | None] = field(default_factory=dict)
 
 
-def token_exercise(tokens: Mapping[str, list[tuple[str, ...]] | None]) -> Exercised:
+def token_exercise(tokens: Mapping[str, list[list[str]] | None]) -> Exercised:
     """The self-comparison check for compare_all: two adapters that returned bit-identical
     vectors exercise their configuration difference when a setting outside TOKEN_KEYS differs
     (pooling, normalize, dtype ...), or when their tokens differ on some text. Identical tokens
@@ -134,8 +134,7 @@ def embed_specs(
             if retrieval is not None:
                 embedded.retrieval[spec.label] = vectors[len(texts) :]
             embedded.configs[spec.label] = adapter.describe()
-            tokens = adapter.tokenize(texts)
-            embedded.tokens[spec.label] = None if tokens is None else [tuple(t) for t in tokens]
+            embedded.tokens[spec.label] = adapter.tokenize(texts)
             report_nonfinite(spec.label, vectors[: len(texts)], progress)
         finally:
             if not keep_adapters:

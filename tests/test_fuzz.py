@@ -19,7 +19,7 @@ from parity.adapters import Adapter
 from parity.cli import main
 from parity.metrics import Tolerance
 from parity.search.fuzz import KINDS, expand_batch, fuzz_pair, search_strategy
-from parity.search.regressions import model_reference
+from parity.search.regressions import model_identity
 from parity.search.strategies import NORMALIZATION_FORMS, WHITESPACE_CHARS
 
 
@@ -55,7 +55,7 @@ def test_strip_is_found_and_shrunk_to_an_edge_whitespace_text(
     assert summary["pairs"][0]["causes"][0]["cause"] == "strip"
     records = [json.loads(x) for x in (tmp_path / "regressions.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == [minimal["text"]]
-    assert records[0]["model"] == model_reference(bpe_model)  # found on this model only
+    assert records[0]["model"] == model_identity(bpe_model)  # found on this model only
     assert records[0]["model"].startswith(f"{bpe_model.name}@")
     code, _ = fuzz(bpe_model, tmp_path, "sentence-transformers", "custom:strip=true")
     assert len((tmp_path / "regressions.jsonl").read_text().splitlines()) == 1  # deduplicated

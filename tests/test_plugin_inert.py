@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.search.regressions import model_reference
+from parity.search.regressions import model_identity
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "test_embedding_parity.py"
 HEAVY = ("numpy", "torch", "transformers", "sentence_transformers", "tokenizers", "hypothesis")
@@ -241,7 +241,7 @@ def test_uncaught(assert_parity):
     result.assert_outcomes(passed=1, failed=2)
     corpus = pytester.path / "fixtures" / "regressions.jsonl"
     records = [json.loads(line) for line in corpus.read_text().splitlines()]
-    assert [(r["text"], r["model"]) for r in records] == [(" world", model_reference(bpe_model))]
+    assert [(r["text"], r["model"]) for r in records] == [(" world", model_identity(bpe_model))]
 
 
 @pytest.mark.slow  # a pytester subprocess that loads the real frameworks
@@ -251,7 +251,7 @@ def test_replay_is_its_own_item_with_the_entries_of_the_models_under_test(
     _clean_env(monkeypatch)
     _corpus(
         pytester,
-        {"text": "one\ntwo", "adapters": ["a", "b"], "model": model_reference(bpe_model)},
+        {"text": "one\ntwo", "adapters": ["a", "b"], "model": model_identity(bpe_model)},
         {"text": "three\nfour", "adapters": ["a", "b"], "model": "bundled:all-MiniLM-L6-v2"},
     )
     pytester.makepyfile(test_plain="def test_plain(assert_parity):\n    assert_parity(['x'])\n")
@@ -278,7 +278,7 @@ def test_replay_skips_a_corpus_recorded_on_other_models(
     args = ["--parity-model", str(bpe_model), "--parity-adapter", "sentence-transformers"]
     result = _run(pytester, *args, "--parity-adapter", "langchain", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines([f"*records no regression for {model_reference(bpe_model)}*"])
+    result.stdout.fnmatch_lines([f"*records no regression for {model_identity(bpe_model)}*"])
 
 
 @pytest.mark.slow
@@ -301,11 +301,11 @@ def test_a_model_reference_survives_a_move_and_names_the_bundled_model(
     from parity.modelinfo import bundled_model_path
 
     moved = shutil.copytree(bpe_model, tmp_path / "elsewhere" / bpe_model.name)
-    assert model_reference(moved) == model_reference(bpe_model)
-    assert model_reference(bpe_model).startswith(f"{bpe_model.name}@")
+    assert model_identity(moved) == model_identity(bpe_model)
+    assert model_identity(bpe_model).startswith(f"{bpe_model.name}@")
     (moved / "tokenizer.json").write_text("{}")
-    assert model_reference(moved) != model_reference(bpe_model)
-    assert model_reference(bundled_model_path()) == "bundled:all-MiniLM-L6-v2"
+    assert model_identity(moved) != model_identity(bpe_model)
+    assert model_identity(bundled_model_path()) == "bundled:all-MiniLM-L6-v2"
 
 
 def test_replay_takes_the_models_own_entries_and_those_recorded_without_a_model(

@@ -294,14 +294,14 @@ def fuzz_pair(
     return result
 
 
-def _record(text: str, pair: PairResult, index: int, *, in_batch: bool = False) -> MinimalFailing:
+def _record(text: str, pair: PairResult, index: int) -> MinimalFailing:
     delta = pair.delta(index)
     return MinimalFailing(
         text=text,
         max_abs=delta.max_abs,
         cosine=delta.cosine,
         euclidean=delta.euclidean,
-        batch_dependent=in_batch,
+        batch_dependent=False,
     )
 
 
@@ -374,7 +374,7 @@ def fuzz_run(
     from parity.compare import compare_all
     from parity.modelinfo import resolve_model
     from parity.runner import RunResult, require_two, token_exercise
-    from parity.search.regressions import model_reference
+    from parity.search.regressions import model_identity
 
     require_two(specs)
     model_path = resolve_model(model)
@@ -393,15 +393,12 @@ def fuzz_run(
         if found.minimal_failing is not None:
             texts.append(found.minimal_failing["text"])
             if regressions is not None:
-                _append_regression(found, model_reference(model_path), regressions)
+                _append_regression(found, model_identity(model_path), regressions)
         texts.extend(found.found[:50] + found.seen[:100])
     texts = list(dict.fromkeys(texts))
     embeddings = {label: a.embed(texts) for label, a in adapters.items()}
     configs = {label: a.describe() for label, a in adapters.items()}
-    tokens = {label: a.tokenize(texts) for label, a in adapters.items()}
-    exercised = token_exercise(
-        {k: None if v is None else [tuple(t) for t in v] for k, v in tokens.items()}
-    )
+    exercised = token_exercise({label: a.tokenize(texts) for label, a in adapters.items()})
     comparison = compare_all(embeddings, texts, tolerance, configs, exercised)
     result = RunResult(
         str(model_path),

@@ -1,6 +1,6 @@
 """fixtures/regressions.jsonl: every divergence a search found, checked again on every run.
 
-Each entry records the model it was found on (`model_reference()`): a text that diverges on a
+Each entry records the model it was found on (`model_identity()`): a text that diverges on a
 byte-level BPE tokenizer says nothing about a WordPiece model, so replay keeps only the entries
 of the model under test. Entries written before models were recorded (no "model" key) are
 replayed on every model, as they always were: dropping them could hide a real regression.
@@ -39,7 +39,7 @@ IDENTITY_FILES = (
 """The files that make a model what it is for a regression, apart from the weights (large)."""
 
 
-def model_reference(model: str | Path) -> str:
+def model_identity(model: str | Path) -> str:
     """A reference to a model directory that survives a machine move.
 
     `bundled:all-MiniLM-L6-v2` for the bundled model, else `<directory name>@<digest>`, the
@@ -79,7 +79,7 @@ def append_regression(
     *,
     model: str | None = None,
 ) -> bool:
-    """Add one example found on `model` (a model_reference()) unless the same text for the same
+    """Add one example found on `model` (a model_identity()) unless the same text for the same
     adapters and model is already there."""
     records = read_regressions(path)
     key = (text, sorted(adapters), model)
@@ -96,7 +96,7 @@ def append_regression(
 
 
 def regression_texts(path: Path = DEFAULT_PATH, *, model: str | None = None) -> list[str]:
-    """The distinct texts to replay on `model` (a model_reference()): its own entries and those
+    """The distinct texts to replay on `model` (a model_identity()): its own entries and those
     recorded without a model. With model=None, every entry."""
     return list(
         dict.fromkeys(
