@@ -5,6 +5,7 @@ ParityError
  +-- SpecError             an adapter spec on the command line is wrong (unknown name or key)
  +-- ModelNotFound         the model path does not exist or is not a model directory
  +-- AdapterUnavailable    an optional framework is not installed (message has the install step)
+ |   +-- PluginError       (parity.adapters.registry) an adapter plugin does not import
  +-- AdapterError          a model cannot be loaded from the given path, or an adapter returned
  |                         output of the wrong shape or dtype
  +-- ComparisonError       two adapters' vectors cannot be compared (dimension, count)

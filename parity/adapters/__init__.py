@@ -6,16 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parity.adapters.base import Adapter
-from parity.adapters.bcembedding import BCEmbeddingAdapter
-from parity.adapters.custom import CustomAdapter
-from parity.adapters.langchain import LangChainAdapter
-from parity.adapters.sbert import SentenceTransformersAdapter
+from parity.adapters.registry import REGISTRY
 from parity.errors import SpecError
 
-REGISTRY: dict[str, type[Adapter]] = {
-    cls.name: cls
-    for cls in (SentenceTransformersAdapter, CustomAdapter, BCEmbeddingAdapter, LangChainAdapter)
-}
+# keys every spec takes, whatever its adapter: parse and build handle them, not the adapter
+SPEC_KEYS = ("label", "model")
 
 
 def register(cls: type[Adapter]) -> type[Adapter]:
@@ -51,13 +46,18 @@ class AdapterSpec:
             if key == "label":
                 label = value.strip()
                 continue
+            if key == "model":
+                if not value.strip():
+                    raise SpecError(f"adapter spec {spec!r}: model= needs a value")
+                options[key] = value.strip()
+                continue
             if key not in ("instruction", "prompt"):
                 value = value.strip()
             allowed = REGISTRY[name].all_options()
             if key not in allowed:
                 raise SpecError(
                     f"adapter {name!r} has no option {key!r}; valid options: "
-                    f"{', '.join(sorted(allowed))}, label"
+                    f"{', '.join(sorted(allowed))}, {', '.join(SPEC_KEYS)}"
                 )
             # checked now, so a bad value fails before any model loads, not when its adapter does
             allowed[key].coerce(name, key, value)
@@ -70,8 +70,22 @@ class AdapterSpec:
             return name
         return name + ":" + ",".join(f"{k}={v}" for k, v in options.items())
 
+    @property
+    def model(self) -> str | None:
+        """The model this spec names with model=, or None to use the run's."""
+        return self.options.get("model")
+
     def build(self, model: str | Path) -> Adapter:
-        return REGISTRY[self.name](model, label=self.label, **self.options)
+        """The adapter, loading this spec's model= if given, else `model` (the run's --model);
+        an adapter that does not take the run's model (an HTTP server) gets "" instead."""
+        cls = REGISTRY[self.name]
+        options = dict(self.options)
+        own = options.pop("model", None)
+        if own is not None:
+            target: str | Path = str(Path(own).expanduser()) if cls.model_is_path else own
+        else:
+            target = model if cls.model_is_path else ""
+        return cls(target, label=self.label, **options)
 
     def as_string(self) -> str:
         parts = [f"{k}={v}" for k, v in self.options.items()]
@@ -93,4 +107,4 @@ def parse_specs(specs: list[str]) -> list[AdapterSpec]:
     return parsed
 
 
-__all__ = ["REGISTRY", "Adapter", "AdapterSpec", "parse_specs", "register"]
+__all__ = ["REGISTRY", "SPEC_KEYS", "Adapter", "AdapterSpec", "parse_specs", "register"]

@@ -147,6 +147,9 @@ class Adapter(abc.ABC):
     options: ClassVar[dict[str, Option]] = {}
     requires: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = "pip install -e ."
+    # whether `model` is a local path (the run's --model by default); False for a served model
+    # name, which the adapter receives only from the spec's model= ("" otherwise)
+    model_is_path: ClassVar[bool] = True
     # distributions whose versions describe() reports
     distributions: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers")
 

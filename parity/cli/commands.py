@@ -29,17 +29,34 @@ def _retrieval_set() -> Any:
 
 
 def cmd_list_adapters(args: argparse.Namespace, log: WarningLog) -> int:
-    from parity.adapters import REGISTRY
+    from parity.adapters import REGISTRY, SPEC_KEYS
+    from parity.adapters.registry import PluginError
 
-    for name, cls in REGISTRY.items():
+    for name in REGISTRY:
+        origin = "  [plugin]" if REGISTRY.is_plugin(name) else ""
+        try:
+            cls = REGISTRY[name]
+        except PluginError as exc:
+            print(f"{name}  (BROKEN PLUGIN: {exc}){origin}")
+            continue
         ok, why = cls.available()
-        print(f"{name}  ({'available' if ok else 'UNAVAILABLE: ' + why})")
+        print(f"{name}  ({'available' if ok else 'UNAVAILABLE: ' + why}){origin}")
         print(f"    {cls.summary}")
         for key, option in cls.all_options().items():
             choices = f" [{'|'.join(option.choices)}]" if option.choices else ""
             print(f"    {key}={option.default!s}{choices}  {option.help}")
-        print("    label=NAME  tells two specs of one adapter apart")
+        for key, help_text in zip(SPEC_KEYS, _spec_key_help(cls.model_is_path), strict=True):
+            print(f"    {key}={help_text}")
     return EXIT_OK
+
+
+def _spec_key_help(model_is_path: bool) -> tuple[str, str]:
+    model = (
+        "PATH  a local model directory for this adapter only (default: --model)"
+        if model_is_path
+        else "NAME  the model name sent to the server (default: none sent)"
+    )
+    return "NAME  tells two specs of one adapter apart", model
 
 
 def finish_run(
