@@ -51,7 +51,7 @@ class AdapterSpec:
                     raise SpecError(f"adapter spec {spec!r}: model= needs a value")
                 options[key] = value.strip()
                 continue
-            if key not in ("instruction", "prompt"):
+            if key not in ("instruction", "prompt", "query_instruction", "text_instruction"):
                 value = value.strip()
             allowed = REGISTRY[name].all_options()
             if key not in allowed:

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "custom": "parity.adapters.custom:CustomAdapter",
     "bcembedding": "parity.adapters.bcembedding:BCEmbeddingAdapter",
     "langchain": "parity.adapters.langchain:LangChainAdapter",
+    "llamaindex": "parity.adapters.llamaindex:LlamaIndexAdapter",
 }
 
 

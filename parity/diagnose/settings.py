@@ -22,7 +22,8 @@ CONFIG_KEYS = (
 
 # describe() key -> the cause a difference in it is, in probing order
 PROBED_KEYS = {"pooling": "pooling", "max_length": "truncation", "dtype": "dtype"}
-INSTRUCTION_OPTIONS = ("instruction", "prompt")  # the option that sets describe()["instruction"]
+# the option that sets describe()["instruction"] (llamaindex: one per mode)
+INSTRUCTION_OPTIONS = ("instruction", "prompt", "text_instruction", "query_instruction")
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
