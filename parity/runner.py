@@ -49,6 +49,8 @@ class RunResult:
     comparison: Comparison
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    # each adapter's token strings per text (Embedded.tokens; None/absent where it cannot say)
+    tokens: dict[str, list[list[str]] | None] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -125,7 +127,7 @@ def embed_specs(
     every_text = [*texts, *(retrieval.all_texts() if retrieval is not None else [])]
     for spec in specs:
         adapter = spec.build(model_path)
-        progress(f"{spec.label}: loading {model_path.name}")
+        progress(f"{spec.label}: loading {Path(adapter.model).name or 'the served model'}")
         adapter.load()
         try:
             progress(f"{spec.label}: embedding {len(every_text)} texts")
@@ -199,4 +201,5 @@ def run(
         comparison=comparison,
         timings=embedded.timings,
         adapters=embedded.adapters,
+        tokens=embedded.tokens,
     )

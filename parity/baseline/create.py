@@ -40,6 +40,22 @@ def portable_describe(config: dict[str, Any], model_path: Path) -> dict[str, Any
     return {**config, "model": model_reference(model_path)} if same else config
 
 
+def adapter_model(spec: AdapterSpec, config: dict[str, Any], model_path: Path) -> dict[str, Any]:
+    """Which model one adapter loaded: the run's (recorded once, in manifest["model"]), its own
+    model= directory (path and file hashes, so the gate sees it change), or a served model name."""
+    from parity.adapters import REGISTRY
+    from parity.modelinfo import model_reference
+
+    if spec.model is None:
+        return {"path": model_reference(model_path), "run_model": True}
+    if not REGISTRY[spec.name].model_is_path:
+        return {"served": spec.model, "path": None}
+    own = Path(str(config.get("model") or spec.model))
+    if own.resolve() == Path(model_path).resolve():
+        return {"path": model_reference(model_path), "run_model": True}
+    return model_record(own) if own.is_dir() else {"path": str(own), "files": {}}
+
+
 def _retrieval_record(retrieval: RetrievalSet | None) -> dict[str, Any] | None:
     if retrieval is None:
         return None
@@ -101,6 +117,7 @@ def build_manifest(
                 "spec": spec.as_string(),
                 "file": vector_file_name(spec.label, taken),
                 "describe": portable_describe(configs[spec.label], model_path),
+                "model": adapter_model(spec, configs[spec.label], model_path),
             }
             for spec in specs
         ],

@@ -72,12 +72,29 @@ class Baseline:
 
     def environment_diff(self, model_path: Path) -> dict[str, Any]:
         """Library versions and model files today against the manifest (see environment_diff)."""
-        return environment_diff(
+        diff = environment_diff(
             self.manifest["environment"],
             environment(),
             self.manifest["model"]["files"],
             model_files(model_path),
         )
+        diff["lines"] = diff["lines"] + self._own_model_lines()
+        return diff
+
+    def _own_model_lines(self) -> list[str]:
+        """Changes in the model directories adapters loaded with model= (not the run's model)."""
+        lines: list[str] = []
+        for entry in self.adapters:
+            record = entry.get("model") or {}
+            if not record.get("files") or record.get("run_model"):
+                continue
+            own = Path(str(record.get("path")))
+            if not own.is_dir():
+                lines.append(f"{entry['label']}: model directory {own} is missing")
+                continue
+            changes = environment_diff({}, {}, record["files"], model_files(own))["lines"]
+            lines += [f"{entry['label']}: {line}" for line in changes]
+        return lines
 
 
 def vector_file_name(label: str, taken: set[str]) -> str:
