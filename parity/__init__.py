@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         compare_pair,
     )
     from parity.metrics import Tolerance, deltas
+    from parity.report.results import load_results
     from parity.runner import RunResult, run
     from parity.texts import builtin_corpus, load_texts
 
@@ -50,6 +51,7 @@ _LAZY = {
     "run": "parity.runner",
     "builtin_corpus": "parity.texts",
     "load_texts": "parity.texts",
+    "load_results": "parity.report.results",
 }
 
 
@@ -86,6 +88,7 @@ __all__ = [
     "compare_all",
     "compare_pair",
     "deltas",
+    "load_results",
     "load_texts",
     "parse_specs",
     "register",

@@ -65,10 +65,13 @@ def finish_run(
     title: str,
     log: WarningLog,
     extra: dict[str, Any] | None = None,
+    *,
+    csv: bool = False,
+    junit: str | None = None,
 ) -> int:
     """Write summary.json + report.md, print the verdict line; the exit code follows the same
     summary["passed"] the line and the files show."""
-    summary = write_report(result, out, title, log, extra)
+    summary = write_report(result, out, title, log, extra, csv=csv, junit=junit)
     print(verdict_line(summary, out))
     return exit_code(summary["passed"])
 
@@ -81,11 +84,18 @@ def write_report(
     extra: dict[str, Any] | None = None,
     *,
     passed: bool | None = None,
+    csv: bool = False,
+    junit: str | None = None,
 ) -> dict[str, Any]:
-    """The summary.json dict of a RunResult, written with report.md when `out` is given.
+    """The summary.json dict of a RunResult, written with report.md, report.html and
+    results.parquet (+ results.csv) when `out` is given, and as JUnit XML to `junit`; both
+    summary.json and report.html are derived from the per-text frame.
 
     `passed` is the command's verdict; by default every pair passed (as summary.json shows them)."""
     from parity.report import build_summary, render_markdown, write_outputs
+    from parity.report.html import write_html
+    from parity.report.markdown import verdict_text
+    from parity.report.results import results_frame, write_results
 
     adapters = [
         {
@@ -96,13 +106,22 @@ def write_report(
         }
         for label, config in result.configs.items()
     ]
+    frame = results_frame(result.comparison, result.tokens)
     summary = build_summary(
-        result.comparison, adapters, model=result.model, n_texts=len(result.texts), extra=extra
+        result.comparison,
+        adapters,
+        model=result.model,
+        n_texts=len(result.texts),
+        extra=extra,
+        frame=frame,
     )
     summary["passed"] = all(p["passed"] for p in summary["pairs"]) if passed is None else passed
+    summary["verdict"] = verdict_text(summary)
     summary["warnings"] = list(log.entries)
     if out:
         write_outputs(Path(out), summary, render_markdown(summary, title))
+        write_results(Path(out), frame, csv=csv)
+        write_html(Path(out) / "report.html", summary, frame, title=title, tokens=result.tokens)
     return summary
 
 
@@ -147,7 +166,9 @@ def _run_and_report(
         retrieval=None if args.no_retrieval else _retrieval_set(),
     )
     extra = diagnose_and_close(result, progress, enabled=diagnose)
-    summary = write_report(result, args.out, "parity run", log, extra)
+    summary = write_report(
+        result, args.out, "parity run", log, extra, csv=args.csv, junit=args.junit
+    )
     print(verdict_line(summary, args.out))
     return exit_code(summary["passed"]), summary
 
@@ -220,7 +241,7 @@ def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
         pair.minimal_failing = minimal.get(f"{pair.a}\t{pair.b}")
     extra["max_examples"] = max_examples
     extra["seed"] = seed
-    return finish_run(result, args.out, "parity fuzz", log, extra)
+    return finish_run(result, args.out, "parity fuzz", log, extra, csv=args.csv, junit=args.junit)
 
 
 def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
@@ -261,7 +282,14 @@ def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
     # --update accepts what drifted: the command passes, summary["baseline"] keeps the check
     passed = gate.passed or gate.updated is not None
     write_report(
-        gate.result, args.out, "parity gate", log, {"baseline": gate.section()}, passed=passed
+        gate.result,
+        args.out,
+        "parity gate",
+        log,
+        {"baseline": gate.section()},
+        passed=passed,
+        csv=args.csv,
+        junit=args.junit,
     )
     line = verdict_line(gate, args.out)
     if passed and not gate.passed:

@@ -88,8 +88,19 @@ def _add_common(
         parser.add_argument(
             "--out",
             metavar="DIR",
-            help="write summary.json and report.md here (on exit 2 or 3: a summary.json that "
-            "says passed: false and why, and error.log on an internal error)",
+            help="write summary.json, report.md, report.html and results.parquet here (on exit "
+            "2 or 3: a summary.json that says passed: false and why, and error.log on an "
+            "internal error)",
+        )
+        parser.add_argument(
+            "--csv",
+            action="store_true",
+            help="with --out: also write the per-text results.parquet as results.csv",
+        )
+        parser.add_argument(
+            "--junit",
+            metavar="FILE",
+            help="write JUnit XML here: one testcase per pair (for CI test reports)",
         )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_debug(parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.diagnose.settings import CONFIG_KEYS, config_differences
-from parity.metrics import METRICS
+from parity.metrics import METRICS, NON_FINITE
 
 
 def _num(value: Any) -> str:
@@ -38,19 +38,44 @@ def _preview(text: str, limit: int = 70) -> str:
     return "`" + shown.replace("`", "'").replace("|", "\\|") + "`"
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 text', '2 texts'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def verdict_text(summary: dict[str, Any]) -> str:
+    """The headline every report shows (markdown, HTML, CI summary): it agrees with the exit code."""
+    if summary.get("baseline"):
+        return gate_verdict(summary["baseline"])
+    failed = [p for p in summary["pairs"] if not p["passed"]]
+    if summary["passed"]:
+        return "PASS: every pair is within tolerance"
+    return f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
+
+
+def texts_line(summary: dict[str, Any]) -> str:
+    """How many texts were compared text by text, and what else was embedded (the retrieval set,
+    which the terminal's "embedding N texts" counts too)."""
+    line = f"{plural(summary['n_texts'], 'text')} compared text by text"
+    queries = next(
+        (len(p["retrieval"].get("per_query", [])) for p in summary["pairs"] if p.get("retrieval")),
+        0,
+    )
+    if queries:
+        line += (
+            f"; the built-in retrieval set ({plural(queries, 'query')} and their documents) was "
+            "embedded in the same calls (so the progress line counts more texts) and shows only "
+            "under Retrieval impact"
+        )
+    return line
+
+
 def render_markdown(summary: dict[str, Any], title: str = "parity report") -> str:
     """Render a summary.json dict (as written) to Markdown."""
     tol = summary["tolerance"]
-    failed = [p for p in summary["pairs"] if not p["passed"]]
     lines = [f"# {title}", ""]
-    if summary.get("baseline"):
-        verdict = gate_verdict(summary["baseline"])
-    elif summary["passed"]:
-        verdict = "PASS: every pair is within tolerance"
-    else:
-        verdict = f"FAIL: {len(failed)} of {len(summary['pairs'])} pairs differ beyond tolerance"
-    lines += [f"**{verdict}**", ""]
-    lines += [f"- model: `{summary['model']}`", f"- texts: {summary['n_texts']}"]
+    lines += [f"**{verdict_text(summary)}**", ""]
+    lines += [f"- model: `{summary['model']}`", f"- texts: {texts_line(summary)}"]
     lines += ["- tolerance: " + ", ".join(f"{m} {_tol(tol, m)}" for m in METRICS), ""]
     if summary.get("baseline"):
         lines += baseline_lines(summary["baseline"])
@@ -60,8 +85,9 @@ def render_markdown(summary: dict[str, Any], title: str = "parity report") -> st
     for label, config in configs.items():
         lines.append(f"| {label} | " + " | ".join(_cell(config.get(k)) for k in CONFIG_KEYS) + " |")
     lines += pairs_table(summary["pairs"])
+    shown: dict[tuple[Any, ...], str] = {}
     for pair in summary["pairs"]:
-        lines += pair_lines(pair, tol, configs)
+        lines += pair_lines(pair, tol, configs, shown)
     lines += retrieval_lines(summary["pairs"])
     if summary.get("outlier"):
         lines += [
@@ -96,17 +122,22 @@ def pairs_table(pairs: list[dict[str, Any]]) -> list[str]:
 
 
 def pair_lines(
-    pair: dict[str, Any], tol: dict[str, Any], configs: dict[str, dict[str, Any]]
+    pair: dict[str, Any],
+    tol: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
+    shown: dict[tuple[Any, ...], str] | None = None,
 ) -> list[str]:
-    """One pair's section: metric statistics, settings that differ, causes, worst texts."""
+    """One pair's section: metric statistics, settings that differ, causes, worst texts (a table
+    already shown under an earlier pair is referred to, not repeated; `shown` remembers them)."""
     lines = ["", f"## {pair['a']} vs {pair['b']}", ""]
-    lines.append("| metric | max | mean | p50 | p99 | tolerance |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| metric | max | mean | p50 | p99 | tolerance | smallest tolerance that passes |")
+    lines.append("|---|---|---|---|---|---|---|")
+    least = pair.get("min_tolerance") or {}
     for m in (m for m in METRICS if m in pair["stats"]):
         s = pair["stats"][m]
         lines.append(
             f"| {m} | {_num(s['max'])} | {_num(s['mean'])} | {_num(s['p50'])} | "
-            f"{_num(s['p99'])} | {_tol(tol, m)} |"
+            f"{_num(s['p99'])} | {_tol(tol, m)} | {_num(least.get(m, s['max']))} |"
         )
     a_config = pair.get("baseline_config") or configs.get(pair["a"], {})
     diffs = config_differences(a_config, configs.get(pair["b"], {}))
@@ -125,10 +156,48 @@ def pair_lines(
             marker = "inferred: " if evidence == "inferred" else ""
             basis = f" ({evidence}: {cause['basis']})" if cause.get("basis") else ""
             lines.append(
-                f"- {marker}**{name}** ({cause['explained']} texts, stage "
+                f"- {marker}**{name}** ({plural(cause['explained'], 'text')}, stage "
                 f"{cause.get('stage') or '-'}): {cause['detail']} Fix: {cause['fix']}{basis}"
             )
-    return lines if pair["passed"] else lines + worst_lines(pair)
+    if pair["passed"]:
+        return lines
+    key = worst_key(pair)
+    name = f"{pair['a']} vs {pair['b']}"
+    if shown is not None and key in shown:
+        return [
+            *lines,
+            "",
+            f"Worst texts: the same {plural(len(pair['worst']), 'text')} with the same deltas as "
+            f"under {shown[key]} ({pair['failures']} of {pair['n']} fail).",
+        ]
+    if shown is not None:
+        shown[key] = name
+    return lines + worst_lines(pair)
+
+
+def worst_key(pair: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two pairs' worst-texts tables the same: the texts and their deltas."""
+    return tuple((w["index"], *(_num(w.get(m)) for m in METRICS)) for w in pair["worst"])
+
+
+def over_tolerance(worst: dict[str, Any]) -> str:
+    """The metrics over tolerance of one worst text; for NaN/Inf, the side it came from."""
+    failed = worst.get("failed_metrics", [])
+    if NON_FINITE in failed:
+        return "; ".join(worst.get("reasons", [])) or NON_FINITE
+    return ", ".join(failed) or "none (within tolerance)"
+
+
+def text_cause(pair: dict[str, Any], index: int) -> str | None:
+    """The diagnosed cause of one failing text (its name, "inferred: " when not measured); a
+    cause explaining all the pair's failures is every failing text's."""
+    causes = pair.get("causes") or []
+    for cause in causes:
+        whole = len(causes) == 1 and cause.get("explained") == pair.get("failures")
+        if whole or index in cause.get("indices", []):
+            name = "+".join([cause["cause"], *cause.get("also", [])])
+            return f"inferred: {name}" if cause.get("evidence") == "inferred" else name
+    return None
 
 
 def stage_lines(diagnosis: dict[str, Any]) -> list[str]:
@@ -142,19 +211,23 @@ def stage_lines(diagnosis: dict[str, Any]) -> list[str]:
 
 
 def worst_lines(pair: dict[str, Any]) -> list[str]:
-    """The worst texts of a failing pair, each with its metrics and why it fails."""
+    """The worst texts of a failing pair, each with its metrics, the metrics over tolerance and
+    its diagnosed cause (why it fails, beyond which number is too big)."""
     lines = [
         "",
         f"Worst texts ({pair['failures']} of {pair['n']} fail; failing texts by the metric "
         f"over its tolerance: {_decided(pair)}):",
         "",
-        "| # | text | " + " | ".join(METRICS) + " | why it fails |",
-        "|---|---|" + "---|" * len(METRICS) + "---|",
+        "| # | text | " + " | ".join(METRICS) + " | over tolerance | cause |",
+        "|---|---|" + "---|" * len(METRICS) + "---|---|",
     ]
     for w in pair["worst"]:
-        reasons = "; ".join(w.get("reasons", [])) or "within tolerance"
+        over = over_tolerance(w)
+        cause = text_cause(pair, w["index"]) or (
+            "-" if not w.get("failed_metrics") else "not diagnosed"
+        )
         values = " | ".join(_num(w.get(m)) for m in METRICS)
-        lines.append(f"| {w['index']} | {_preview(w['text'])} | {values} | {reasons} |")
+        lines.append(f"| {w['index']} | {_preview(w['text'])} | {values} | {over} | {cause} |")
     return lines
 
 

@@ -6,12 +6,16 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parity.compare import Comparison
+from parity.compare import Comparison, PairResult
 from parity.errors import ParityInputError
 from parity.files import os_reason, write_atomic
+from parity.metrics import json_float
 from parity.version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -38,8 +42,15 @@ def build_summary(
     model: str,
     n_texts: int,
     extra: Mapping[str, Any] | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The summary.json contract: passed, tolerance, adapters, pairs (+ any extra keys)."""
+    """The summary.json contract: passed, tolerance, adapters, pairs (+ any extra keys). Each
+    pair's counts and statistics come from the per-text frame (results.parquet), built from the
+    comparison when not given, so the two files cannot disagree."""
+    from parity.report.results import results_frame
+
+    if frame is None:
+        frame = results_frame(comparison)
     summary: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "tool_version": __version__,
@@ -48,11 +59,33 @@ def build_summary(
         "n_texts": n_texts,
         "tolerance": comparison.tolerance.as_dict(),
         "adapters": adapters,
-        "pairs": [pair.as_dict() for pair in comparison.pairs],
+        "pairs": pair_dicts(comparison, frame),
     }
     summary.update(extra or {})
     cleaned: dict[str, Any] = _clean(summary)
     return cleaned
+
+
+def pair_dicts(comparison: Comparison, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each pair's summary.json entry, its n, failures, stats, min_tolerance and decided_by
+    computed from the frame's rows of that pair."""
+    from parity.report.results import pair_name, pair_stats
+
+    by_pair = pair_stats(frame, comparison.tolerance)
+    return [_from_frame(pair, by_pair[pair_name(pair.a, pair.b)]) for pair in comparison.pairs]
+
+
+def _from_frame(pair: PairResult, rows: dict[str, Any]) -> dict[str, Any]:
+    entry = pair.as_dict()
+    stats = rows["stats"]
+    entry.update(
+        n=rows["n"],
+        failures=rows["failures"],
+        stats={m: s.as_dict() for m, s in stats.items()},
+        min_tolerance={m: json_float(s.max) for m, s in stats.items()},
+        decided_by=rows["decided_by"],
+    )
+    return entry
 
 
 def write_json(path: Path, data: Any) -> None:
