@@ -39,8 +39,10 @@ def _preview(text: str, limit: int = 70) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    """'1 text', '2 texts'."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    """'1 text', '2 texts', '2 queries'."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1]}ies" if noun.endswith("y") else f"{count} {noun}s"
 
 
 def verdict_text(summary: dict[str, Any]) -> str:
