@@ -72,6 +72,15 @@ def test_run_writes_one_row_per_text_and_pair_whose_failures_match_summary(
 
 
 @pytest.mark.slow
+def test_report_md_names_the_cause_of_failing_worst_texts_only(truncated_run: Path) -> None:
+    rows = [line for line in (truncated_run / "report.md").read_text().splitlines()]
+    worst = [line for line in rows if line.startswith("| ") and "`'" in line]
+    assert len(worst) == len(TEXTS)
+    assert sum(line.endswith("| max_abs, cosine, euclidean | truncation |") for line in worst) == 3
+    assert sum(line.endswith("| none (within tolerance) | - |") for line in worst) == 3
+
+
+@pytest.mark.slow
 def test_csv_holds_the_same_rows_as_the_parquet(truncated_run: Path) -> None:
     from_csv = pd.read_csv(truncated_run / "results.csv")
     from_parquet = load_results(truncated_run / "results.parquet")

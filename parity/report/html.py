@@ -25,9 +25,9 @@ from parity.metrics import METRICS
 from parity.report.markdown import (
     over_tolerance,
     plural,
-    text_cause,
     texts_line,
     verdict_text,
+    worst_cause,
     worst_key,
 )
 from parity.report.results import pair_name
@@ -137,8 +137,8 @@ def matrix_figure(summary: dict[str, Any]) -> go.Figure:
     )
     figure.update_layout(
         title="Worst Euclidean delta per pair (red: beyond tolerance)",
-        height=140 + 60 * size,
-        margin={"l": 200, "b": 120},
+        height=220 + 70 * size,
+        margin={"l": 200, "b": 80},
         yaxis={"autorange": "reversed"},
     )
     return figure
@@ -365,7 +365,7 @@ def _worst_row(
         "text": visible(text),
         "values": {m: worst.get(m) for m in METRICS},
         "over": over_tolerance(worst),
-        "cause": text_cause(pair, index) or "not diagnosed",
+        "cause": worst_cause(pair, worst),
         "tokens": ", ".join(f"{label} {n}" for label, n in counts),
         "diff": diff,
     }

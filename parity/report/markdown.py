@@ -190,9 +190,17 @@ def over_tolerance(worst: dict[str, Any]) -> str:
     return ", ".join(failed) or "none (within tolerance)"
 
 
+def worst_cause(pair: dict[str, Any], worst: dict[str, Any]) -> str:
+    """A worst text's cause: '-' when it passed, 'not diagnosed' when no cause names it."""
+    if not worst.get("failed_metrics"):
+        return "-"
+    return text_cause(pair, worst["index"]) or "not diagnosed"
+
+
 def text_cause(pair: dict[str, Any], index: int) -> str | None:
     """The diagnosed cause of one failing text (its name, "inferred: " when not measured); a
-    cause explaining all the pair's failures is every failing text's."""
+    cause explaining all the pair's failures is every failing text's (call it for failing
+    texts only)."""
     causes = pair.get("causes") or []
     for cause in causes:
         whole = len(causes) == 1 and cause.get("explained") == pair.get("failures")
@@ -225,9 +233,7 @@ def worst_lines(pair: dict[str, Any]) -> list[str]:
     ]
     for w in pair["worst"]:
         over = over_tolerance(w)
-        cause = text_cause(pair, w["index"]) or (
-            "-" if not w.get("failed_metrics") else "not diagnosed"
-        )
+        cause = worst_cause(pair, w)
         values = " | ".join(_num(w.get(m)) for m in METRICS)
         lines.append(f"| {w['index']} | {_preview(w['text'])} | {values} | {over} | {cause} |")
     return lines
