@@ -94,6 +94,7 @@ def write_report(
     `passed` is the command's verdict; by default every pair passed (as summary.json shows them)."""
     from parity.report import build_summary, render_markdown, write_outputs
     from parity.report.html import write_html
+    from parity.report.junit import write_junit
     from parity.report.markdown import verdict_text
     from parity.report.results import results_frame, write_results
 
@@ -122,6 +123,8 @@ def write_report(
         write_outputs(Path(out), summary, render_markdown(summary, title))
         write_results(Path(out), frame, csv=csv)
         write_html(Path(out) / "report.html", summary, frame, title=title, tokens=result.tokens)
+    if junit:
+        write_junit(Path(junit).expanduser(), summary, title)
     return summary
 
 

@@ -1,0 +1,152 @@
+"""JUnit XML: one testcase per pair (per adapter against its baseline for the gate), checked
+against the structure of the JUnit schema CI readers use (Jenkins xunit-plugin junit-10.xsd)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parity.cli import main
+from parity.cli.parser import build_parser
+from parity.report.junit import build_junit
+
+# junit-10.xsd (jenkinsci/xunit-plugin, src/main/resources/.../xsd/junit-10.xsd), transcribed:
+# per element, the attributes it allows, those it requires, and the child elements it allows.
+# No XSD validator (lxml, xmlschema) is installed here, so these rules are checked with
+# xml.etree; SUREFIRE_TIME is the schema's pattern for `time`.
+SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "testsuites": ({"name", "time", "tests", "failures", "errors"}, set(), {"testsuite"}),
+    "testsuite": (
+        {"name", "tests", "failures", "errors", "group", "time", "skipped", "timestamp"}
+        | {"hostname", "id", "package", "file", "log", "url"},
+        {"name", "tests", "failures", "errors"},
+        {"testsuite", "properties", "testcase", "system-out", "system-err"},
+    ),
+    "testcase": (
+        {"name", "time", "classname", "group"},
+        {"name"},
+        {"skipped", "error", "failure", "system-out", "system-err"},
+    ),
+    "failure": ({"type", "message"}, set(), set()),
+    "system-out": (set(), set(), set()),
+}
+SUREFIRE_TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?")
+
+
+def validate(xml: str) -> ET.Element:
+    """Parse and check every element against SCHEMA; return the root."""
+    root = ET.fromstring(xml)
+    assert root.tag == "testsuites"
+    for element in root.iter():
+        allowed, required, children = SCHEMA[element.tag]
+        assert set(element.attrib) <= allowed, (element.tag, element.attrib)
+        assert required <= set(element.attrib), (element.tag, element.attrib)
+        assert {child.tag for child in element} <= children, element.tag
+        if "time" in element.attrib and element.tag in ("testsuites", "testsuite"):
+            assert SUREFIRE_TIME.fullmatch(element.attrib["time"]), element.attrib["time"]
+    for suite in root.iter("testsuite"):
+        cases = suite.findall("testcase")
+        assert int(suite.attrib["tests"]) == len(cases)
+        assert int(suite.attrib["failures"]) == sum(c.find("failure") is not None for c in cases)
+    return root
+
+
+def _pair(a: str, b: str, failures: int, **extra: Any) -> dict[str, Any]:
+    stats = {m: {"max": 0.448 if failures else 1e-7} for m in ("max_abs", "cosine", "euclidean")}
+    stats["rel_euclidean"] = {"max": None}
+    pair = {"a": a, "b": b, "n": 120, "failures": failures, "passed": not failures}
+    return pair | {"stats": stats, "decided_by": {"euclidean": failures}, "causes": []} | extra
+
+
+TRUNCATION = {
+    "cause": "truncation",
+    "also": [],
+    "detail": "bce truncates at 512 tokens, st at 256.",
+    "fix": "set max_length=256 on bce",
+    "evidence": "measured",
+}
+TOLERANCE = {"max_abs": 5e-3, "cosine": 5e-3, "euclidean": 5e-3}
+
+
+def test_run_has_one_testcase_per_pair_failing_with_the_top_cause_and_fix() -> None:
+    summary = {
+        "tolerance": TOLERANCE,
+        "pairs": [_pair("st", "custom", 0), _pair("st", "bce", 20, causes=[TRUNCATION])],
+    }
+    root = validate(build_junit(summary, "parity run"))
+    cases = root.findall("testsuite/testcase")
+    assert [c.attrib["name"] for c in cases] == ["st vs custom", "st vs bce"]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None
+    assert failure.attrib["message"] == (
+        "truncation (measured): bce truncates at 512 tokens, st at 256. "
+        "Fix: set max_length=256 on bce"
+    )
+    out = cases[1].findtext("system-out") or ""
+    assert "st vs bce: 20 of 120 texts fail" in out
+    assert re.search(r"euclidean\s+max\s+0.448\s+tolerance 0.005\s+FAIL", out)
+    assert re.search(r"rel_euclidean\s+max\s+NaN\s+tolerance off\s+off", out)
+
+
+def test_gate_has_a_testcase_per_adapter_and_fails_only_new_cross_failures() -> None:
+    baseline = {
+        "adapters": {
+            "st": {"drifted": False, "failures": 0, "n": 120},
+            "bce": {"drifted": True, "failures": 20, "n": 120},
+        },
+        "newly_failing_pairs": ["st vs bce"],
+        "ndcg_failures": [],
+        "max_ndcg_drop": 0.01,
+    }
+    pairs = [
+        _pair("st@baseline", "st", 0, kind="baseline", adapter="st"),
+        _pair("bce@baseline", "bce", 20, kind="baseline", adapter="bce", causes=[TRUNCATION]),
+        _pair("st", "bce", 20, kind="cross"),
+        _pair("st", "custom", 3, kind="cross"),  # failed at the baseline too: reported, not failed
+    ]
+    summary = {"tolerance": TOLERANCE, "pairs": pairs, "baseline": baseline}
+    root = validate(build_junit(summary, "parity gate"))
+    cases = {c.attrib["name"]: c.find("failure") for c in root.iter("testcase")}
+    assert list(cases) == [
+        "st against the baseline",
+        "bce against the baseline",
+        "st vs bce",
+        "st vs custom",
+    ]
+    assert cases["st against the baseline"] is None and cases["st vs custom"] is None
+    assert cases["bce against the baseline"].attrib["type"] == "truncation"  # type: ignore[union-attr]
+    assert cases["st vs bce"].attrib["message"].startswith("20 of 120 texts beyond tolerance")  # type: ignore[union-attr]
+    assert root.find("testsuite").attrib["failures"] == "2"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", ["run", "diagnose", "fuzz", "gate"])
+def test_junit_and_csv_are_options_of_every_reporting_command(command: str) -> None:
+    argv = [command, "--junit", "out.xml", "--csv"]
+    if command == "gate":
+        argv += ["--baseline", "b"]
+    args = build_parser().parse_args(argv)
+    assert args.junit == "out.xml" and args.csv is True
+
+
+@pytest.mark.slow
+def test_parity_run_writes_junit_that_agrees_with_summary(bpe_model: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["a b", "c\nd"]))
+    junit = tmp_path / "ci" / "parity.xml"
+    argv = ["run", "--model", str(bpe_model), "--texts", str(texts), "--quiet", "--no-retrieval"]
+    argv += ["--adapter", "sentence-transformers", "--adapter", "langchain", "--out"]
+    assert main([*argv, str(tmp_path / "out"), "--junit", str(junit)]) == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    root = validate(junit.read_text())
+    (case,) = root.iter("testcase")
+    assert case.attrib["name"] == "sentence-transformers vs langchain"
+    top = summary["pairs"][0]["causes"][0]
+    failure = case.find("failure")
+    assert failure is not None and failure.attrib["type"] == top["cause"] == "newline"
+    assert f"Fix: {top['fix']}" in failure.attrib["message"]
