@@ -93,6 +93,7 @@ def write_report(
 
     `passed` is the command's verdict; by default every pair passed (as summary.json shows them)."""
     from parity.report import build_summary, render_markdown, write_outputs
+    from parity.report.ci import publish
     from parity.report.html import write_html
     from parity.report.junit import write_junit
     from parity.report.markdown import verdict_text
@@ -125,6 +126,7 @@ def write_report(
         write_html(Path(out) / "report.html", summary, frame, title=title, tokens=result.tokens)
     if junit:
         write_junit(Path(junit).expanduser(), summary, title)
+    publish(summary, title)  # GitHub's job summary and annotations; nothing elsewhere
     return summary
 
 
