@@ -15,6 +15,7 @@ import numpy as np
 from parity.errors import ComparisonError
 from parity.files import sha256_bytes
 from parity.metrics import (
+    DIMENSION,
     METRICS,
     NON_FINITE,
     MetricStats,
@@ -122,6 +123,16 @@ class PairResult:
     minimal_failing: MinimalFailing | None = None
     role: PairRole | None = None  # set by `parity gate`
     link: BaselineLink | None = None  # set by `parity gate`
+    # {"a": dim, "b": dim} when the two sides return vectors of different lengths (else {}): every
+    # text fails, every metric is inf (the vectors live in different spaces), diagnosis says why
+    dimensions: dict[str, int] = field(default_factory=dict)
+
+    def dimension_note(self) -> str:
+        """ "embedding dimensions differ: 384 (a) vs 128 (b)", or "" when they agree."""
+        if not self.dimensions:
+            return ""
+        a, b = self.dimensions["a"], self.dimensions["b"]
+        return f"embedding dimensions differ: {a} ({self.a}) vs {b} ({self.b})"
 
     @property
     def n(self) -> int:
@@ -146,7 +157,10 @@ class PairResult:
     def delta(self, index: int) -> TextDelta:
         values = {m: float(self.per_text[m][index]) for m in METRICS}
         reasons, failed = [], []
-        if any(math.isnan(v) for v in values.values()):
+        if self.dimensions:
+            reasons.append(self.dimension_note())
+            failed.append(DIMENSION)
+        elif any(math.isnan(v) for v in values.values()):
             sides = [label for label, rows in self.nonfinite.items() if index in rows]
             where = f" from {' and '.join(sides)}" if sides else ""
             reasons.append(f"non-finite values (NaN or Inf) in an embedding{where}")
@@ -162,6 +176,8 @@ class PairResult:
     def decided_by(self) -> dict[str, int]:
         """Per metric in force (and "non-finite"): how many failing texts it failed. A text over
         several tolerances counts under each, so the counts may add up to more than failures."""
+        if self.dimensions:  # every text, for one reason: no metric decided it
+            return {**dict.fromkeys(self.tolerance.active(), 0), NON_FINITE: 0, DIMENSION: self.n}
         nan = np.isnan(self.per_text[METRICS[0]])
         counts = {
             m: int((~nan & (self.per_text[m] > getattr(self.tolerance, m))).sum())
@@ -189,6 +205,8 @@ class PairResult:
         verdict = "PASS" if self.passed else f"FAIL ({self.failures}/{self.n} texts)"
         if not self.n:
             return f"{self.a} vs {self.b}: {verdict} (no texts)"
+        if self.dimensions:
+            return f"{self.a} vs {self.b}: {verdict}; {self.dimension_note()}"
         worst = self.worst(1)[0]
         return (
             f"{self.a} vs {self.b}: {verdict}; worst text #{worst.index} {worst.text[:60]!r}: "
@@ -227,6 +245,8 @@ class PairResult:
         if self.link is not None:
             link = {k: v for k, v in vars(self.link).items() if v is not None}
             out.update(link)
+        if self.dimensions:
+            out["dimensions"] = self.dimensions
         return out
 
 
@@ -248,8 +268,18 @@ def compare_pair(
     texts: Sequence[str],
     tolerance: Tolerance | None = None,
 ) -> PairResult:
-    """Compare two (n, dim) matrices row by row against `tolerance`."""
+    """Compare two (n, dim) matrices row by row against `tolerance`.
+
+    Two sides with different dimensions are a finding, not an input error: every text fails
+    (`dimensions` says why; a projection applied on one side only, or another model)."""
     tolerance = tolerance or Tolerance()
+    if a.ndim == b.ndim == 2 and len(a) == len(b) and a.shape[1] != b.shape[1]:
+        if len(texts) != a.shape[0]:
+            raise ComparisonError(f"{len(texts)} texts but {a.shape[0]} vectors")
+        per_text = {m: np.full(len(a), np.inf) for m in METRICS}
+        dims = {"a": int(a.shape[1]), "b": int(b.shape[1])}
+        failing = np.ones(len(a), dtype=bool)
+        return PairResult(a_label, b_label, tolerance, per_text, texts, failing, dimensions=dims)
     try:
         per_text = deltas(a, b)
     except ComparisonError as exc:

@@ -15,6 +15,7 @@ from parity.errors import ComparisonError, ParityInputError
 METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean", "rel_euclidean")
 ABSOLUTE_METRICS: tuple[str, ...] = ("max_abs", "cosine", "euclidean")  # what a bare --tol sets
 NON_FINITE = "non-finite"  # decided_by / failed_metrics entry for a NaN or Inf row
+DIMENSION = "dimension"  # decided_by / failed_metrics entry when the sides' dimensions differ
 DEFAULT_TOL = 5e-3
 
 

@@ -51,9 +51,25 @@ def test_nan_row_fails_with_reason_and_other_rows_are_unaffected() -> None:
     assert pair.as_dict()["stats"]["max_abs"]["max"] is None
 
 
-def test_dimension_mismatch_is_a_clear_error() -> None:
-    with pytest.raises(ComparisonError, match=r"x vs y: embedding dimensions differ: 3 vs 4"):
-        compare_pair("x", np.ones((2, 3)), "y", np.ones((2, 4)), ["a", "b"])
+def test_dimension_mismatch_fails_every_text_with_a_dimension_note() -> None:
+    # a finding (a projection on one side only, another model), not an input error
+    pair = compare_pair(
+        "x", np.ones((2, 3)), "y", np.ones((2, 4)), ["a", "b"], Tolerance.parse("off")
+    )
+    assert not pair and pair.failures == 2
+    assert pair.dimensions == {"a": 3, "b": 4}
+    assert str(pair) == "x vs y: FAIL (2/2 texts); embedding dimensions differ: 3 (x) vs 4 (y)"
+    worst = pair.worst(1)[0]
+    assert worst.reasons == ["embedding dimensions differ: 3 (x) vs 4 (y)"]
+    assert worst.failed_metrics == ["dimension"]
+    assert np.isinf(pair.per_text["euclidean"]).all()
+    assert pair.decided_by() == {"dimension": 2, "non-finite": 0}
+    assert pair.as_dict()["dimensions"] == {"a": 3, "b": 4}
+    # the raw metric still refuses, and a count mismatch stays an error
+    with pytest.raises(ComparisonError, match=r"embedding dimensions differ: 3 vs 4"):
+        deltas(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ComparisonError, match=r"x vs y: different numbers of vectors: 2 vs 3"):
+        compare_pair("x", np.ones((2, 3)), "y", np.ones((3, 4)), ["a", "b"])
 
 
 def test_tolerance_parsing() -> None:

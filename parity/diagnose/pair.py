@@ -22,6 +22,7 @@ from parity.diagnose.causes import (
     within,
 )
 from parity.diagnose.noise import noise_floor
+from parity.diagnose.opaque import probe_opaque, probe_projection
 from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
 from parity.diagnose.rebuild import probe_combined, probe_settings, rebuild, setting_text
@@ -52,6 +53,7 @@ def diagnose_pair(
         {"setting": k, "a": va, "b": vb} for k, va, vb in config_differences(a.config, b.config)
     ]
     probe_non_finite(ex, ctx)
+    probe_projection(ex, ctx)  # different dimensions explain every text: the rest find none
     probe_normalization(ex, ctx)
     changes = config_changes(a.settings(), b.settings(), ctx.reference)
     ex.probes += changes.skipped
@@ -61,6 +63,7 @@ def diagnose_pair(
     probe_combined(ex, ctx, changes.changes)
     for change in changes.changes:
         _probe_transform_with_setting(ex, ctx, change)
+    probe_opaque(ex, ctx)  # embed()-only checks (scale; a side without stages: more)
     floor: dict[str, dict[str, float]] = {}
     with ex.guard("noise floor"):
         floor = _probe_noise(ex, ctx, pair)

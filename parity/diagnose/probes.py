@@ -7,7 +7,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# the last three only come from `parity gate`: the environment moved, not a setting
+# library-version and environment only come from `parity gate` (the environment moved, not a
+# setting); model-files also from two sides whose dimensions no Dense layer explains
 CAUSES = (
     "strip",
     "newline",
@@ -21,6 +22,10 @@ CAUSES = (
     "non-finite",
     "instruction",
     "batch-noise",
+    "projection",
+    "tokenizer",
+    "batch-dependence",
+    "nondeterminism",
     "model-files",
     "library-version",
     "environment",
@@ -40,6 +45,10 @@ STAGE_OF = {
     "dtype": "token_embeddings",
     "non-finite": "token_embeddings",  # NaN/Inf rows, usually fp16 overflow
     "batch-noise": "token_embeddings",
+    "projection": "normalized",  # a Dense layer runs between pooling and Normalize
+    "tokenizer": "input_ids",
+    "batch-dependence": "token_embeddings",  # padding leaking into the token states or pooling
+    "nondeterminism": None,  # the same input gives different outputs: no stage to name
     "model-files": "token_embeddings",
     "library-version": None,
     "environment": None,

@@ -1,0 +1,406 @@
+"""Checks for stacks that expose no stages (HTTP, ONNX, fastembed, plugins): dimensions, scale,
+tokenizer normalization, batch dependence and nondeterminism, measured through `embed()` alone.
+
+Every check runs only on failing texts nothing has explained yet; those that re-embed take at
+most SAMPLE texts to establish a cause, then test the rest of the open texts (up to EXTEND)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from parity.adapters import Adapter
+from parity.diagnose.causes import (
+    INFERRED,
+    Cause,
+    Explainer,
+    PairContext,
+    Side,
+    is_unit,
+    unit,
+    within,
+)
+from parity.diagnose.probes import STAGE_OF
+from parity.metrics import Tolerance, deltas
+
+SAMPLE = 8  # texts re-embedded to establish a cause
+EXTEND = 64  # open texts tested once a cause is established, at most
+RATIO_SPREAD = 1e-3  # |ratio / median - 1| within this counts as one constant factor
+
+
+def is_opaque(adapter: Adapter) -> bool:
+    """A side that shows neither its stages nor its tokens: only `embed()` can probe it."""
+    return getattr(adapter, "stages", None) is None and type(adapter).tokenize is Adapter.tokenize
+
+
+def probe_opaque(ex: Explainer, ctx: PairContext) -> None:
+    """The checks on the vectors alone for every pair, then, where a side is opaque, the checks
+    that re-embed: nondeterminism first (the others assume a side repeats itself)."""
+    probe_factor(ex, ctx)
+    if not ex.remaining or not (is_opaque(ctx.a.adapter) or is_opaque(ctx.b.adapter)):
+        return
+    sides = [ctx.b] if ctx.frozen_a else [ctx.a, ctx.b]
+    for side in sides:
+        with ex.guard(f"{side.label}: the same request twice"):
+            _probe_repeat(ex, ctx, side)
+    for side in sides:
+        with ex.guard(f"{side.label}: each text alone"):
+            _probe_alone(ex, ctx, side)
+    if ctx.frozen_a:
+        ex.skip("tokenizer normalization", f"{ctx.a.label}'s vectors were recorded elsewhere")
+        return
+    for transform in TOKENIZER_TRANSFORMS:
+        with ex.guard(f"tokenizer: {transform.name}"):
+            _probe_tokenizer(ex, ctx, transform)
+
+
+# --- dimensions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenseChain:
+    """The Dense modules of a sentence-transformers model directory, in order."""
+
+    model: str
+    paths: list[str]
+    in_features: int
+    out_features: int
+
+
+def dense_chain(model: str) -> DenseChain | None:
+    """The model's Dense layers (modules.json), or None when it has none or cannot be read."""
+    root = Path(model)
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        dense = [m for m in modules if str(m.get("type", "")).endswith("Dense")]
+        configs = [
+            json.loads((root / m["path"] / "config.json").read_text(encoding="utf-8"))
+            for m in dense
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not configs:
+        return None
+    paths = [str(m["path"]) for m in dense]
+    return DenseChain(
+        model, paths, int(configs[0]["in_features"]), int(configs[-1]["out_features"])
+    )
+
+
+def probe_projection(ex: Explainer, ctx: PairContext) -> bool:
+    """Sides of different dimensions: a Dense projection one side applies and the other not
+    (measured when the model loaded without its Dense layers reproduces the wider side), or a
+    different model (inferred). True when the dimensions differ (every text is then explained)."""
+    dim_a, dim_b = ctx.a.vectors.shape[1], ctx.b.vectors.shape[1]
+    if dim_a == dim_b or not ex.remaining:
+        return dim_a != dim_b
+    wide, narrow = (ctx.a, ctx.b) if dim_a > dim_b else (ctx.b, ctx.a)
+    chain = _matching_chain(ctx, wide.vectors.shape[1], narrow.vectors.shape[1])
+    if chain is not None:
+        with ex.guard(f"{chain.model} without {', '.join(chain.paths)}"):
+            _reproduce_projection(ex, ctx, chain, wide, narrow)
+    if ex.remaining:
+        rows = list(ex.remaining)
+        ex.record(
+            ("projection" if chain else "model-files", "dimensions"),
+            "dimensions",
+            rows,
+            np.ones(len(rows), dtype=bool),
+            functools.partial(_dimension_cause, chain, wide, narrow),
+        )
+    return True
+
+
+def _matching_chain(ctx: PairContext, wide: int, narrow: int) -> DenseChain | None:
+    """A Dense chain mapping `wide` to `narrow` dimensions in a model either side loads."""
+    for model in dict.fromkeys([ctx.a.adapter.model, ctx.b.adapter.model, ctx.model]):
+        chain = dense_chain(model) if model else None
+        if chain and (chain.in_features, chain.out_features) == (wide, narrow):
+            return chain
+    return None
+
+
+def _reproduce_projection(
+    ex: Explainer, ctx: PairContext, chain: DenseChain, wide: Side, narrow: Side
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from parity.adapters.sbert import load_sentence_transformer
+
+    rows = list(ex.remaining)
+    full = load_sentence_transformer(chain.model, "cpu", "float32", "auto")
+    kept = [m for m in full if type(m).__name__ != "Dense"]
+    without = SentenceTransformer(modules=kept, device="cpu")
+    again = without.encode([ctx.texts[i] for i in rows], convert_to_numpy=True)
+    target = wide.vectors[rows]
+    if is_unit(target).all() and not is_unit(again).all():
+        again = unit(again)  # the wider side normalizes what it pooled
+    ex.record(
+        ("projection", "dimensions"),
+        f"{chain.model} without its Dense layers",
+        rows,
+        within(again, target, ctx.tolerance),
+        functools.partial(_dimension_cause, chain, wide, narrow),
+        reproduced=f"the model loaded without {', '.join(chain.paths)} reproduced {wide.label}",
+    )
+
+
+def _dimension_cause(chain: DenseChain | None, wide: Side, narrow: Side) -> Cause:
+    dims = f"{narrow.label} returns {narrow.vectors.shape[1]} dimensions, {wide.label} "
+    dims += f"{wide.vectors.shape[1]}"
+    if chain is None:
+        return Cause(
+            "model-files",
+            STAGE_OF["model-files"],
+            f"{dims}: they do not run the same model (no Dense layer of the model maps one to "
+            "the other).",
+            0,
+            f"load the same model on both sides (check model= on {wide.label} and "
+            f"{narrow.label}, or which model the server serves)",
+            evidence=INFERRED,
+            basis="the dimensions differ and no Dense layer in the model directory explains it",
+        )
+    layers = ", ".join(chain.paths)
+    cause = Cause(
+        "projection",
+        STAGE_OF["projection"],
+        f"{dims}: the model's {layers} ({chain.in_features} -> {chain.out_features}) is applied "
+        f"by {narrow.label} only.",
+        0,
+        f"apply the model's {layers} after pooling on {wide.label} (load the model with all "
+        "of modules.json, as sentence-transformers does)",
+    )
+    cause.basis = (
+        f"the model's {layers} maps {chain.in_features} to {chain.out_features} dimensions, "
+        "the two sides' dimensions"
+    )
+    return cause
+
+
+# --- a constant factor --------------------------------------------------------------------
+
+
+def constant_factor(x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> tuple[np.ndarray, float]:
+    """Per row: same direction and |x| / |y| equal to the rows' median ratio (within
+    RATIO_SPREAD); and that median ratio (nan when no row qualifies)."""
+    nx = np.linalg.norm(x.astype(np.float64), axis=1)
+    ny = np.linalg.norm(y.astype(np.float64), axis=1)
+    finite = np.isfinite(nx) & np.isfinite(ny) & (nx > 0) & (ny > 0)
+    ok = np.zeros(len(x), dtype=bool)
+    if not finite.any():
+        return ok, float("nan")
+    aligned = np.zeros(len(x), dtype=bool)
+    aligned[finite] = within(unit(x[finite]), unit(y[finite]), tolerance)
+    if not aligned.any():
+        return ok, float("nan")
+    ratio = np.where(aligned, nx / np.where(ny > 0, ny, 1.0), np.nan)
+    median = float(np.nanmedian(ratio))
+    with np.errstate(invalid="ignore"):
+        ok = aligned & (np.abs(ratio / median - 1.0) <= RATIO_SPREAD)
+    return ok, median
+
+
+def probe_factor(ex: Explainer, ctx: PairContext) -> None:
+    """Vectors that differ by one constant factor (directions equal): normalization, measured
+    from the vectors. Texts where exactly one side is unit are the unit re-normalization's."""
+    rows = list(ex.remaining)
+    if not rows:
+        return
+    ok, ratio = constant_factor(ctx.a.vectors[rows], ctx.b.vectors[rows], ctx.tolerance)
+    if not ok.any():
+        return  # no text where the directions agree and only the length differs
+    ex.record(
+        ("normalization", "factor"),
+        "a constant factor",
+        rows,
+        ok,
+        functools.partial(_factor_cause, ctx.a, ctx.b, ratio),
+        reproduced=f"{ctx.a.label}'s vectors are {ctx.b.label}'s times {ratio:.4g} "
+        f"(directions within tolerance, ratio within {RATIO_SPREAD:g})",
+    )
+
+
+def _factor_cause(a: Side, b: Side, ratio: float) -> Cause:
+    settable = [s.label for s in (a, b) if s.fixable and "normalize" in s.adapter.all_options()]
+    how = f"set normalize=true on {' and '.join(settable)}" if settable else "normalize both"
+    return Cause(
+        "normalization",
+        STAGE_OF["normalization"],
+        f"{a.label}'s vectors are {b.label}'s scaled by a constant factor {ratio:.4g}: same "
+        "directions, different lengths.",
+        0,
+        f"{how} (unit vectors on both sides), or compare with cosine only",
+    )
+
+
+# --- the same request twice, and each text alone --------------------------------------------
+
+
+def _sampled(
+    ex: Explainer, test: Callable[[list[int]], np.ndarray]
+) -> tuple[list[int], np.ndarray]:
+    """Run `test` on SAMPLE open texts; where it holds for any, on up to EXTEND more."""
+    rows = list(ex.remaining)[:SAMPLE]
+    ok = test(rows)
+    more = [i for i in ex.remaining if i not in rows][: max(EXTEND - len(rows), 0)]
+    if ok.any() and more:
+        rows, ok = rows + more, np.concatenate([ok, test(more)])
+    return rows, ok
+
+
+def _probe_repeat(ex: Explainer, ctx: PairContext, side: Side) -> None:
+    """The same request twice: a side whose answers differ beyond tolerance is nondeterministic."""
+    spread: dict[int, float] = {}
+
+    def test(rows: list[int]) -> np.ndarray:
+        texts = [ctx.texts[i] for i in rows]
+        first, second = side.adapter.embed(texts), side.adapter.embed(texts)
+        spread.update(zip(rows, deltas(first, second)["max_abs"].tolist(), strict=True))
+        return ~within(first, second, ctx.tolerance)
+
+    rows, ok = _sampled(ex, test)
+    ex.record(
+        ("nondeterminism", side.label),
+        f"{side.label}: the same request twice",
+        rows,
+        ok,
+        lambda: Cause(
+            "nondeterminism",
+            STAGE_OF["nondeterminism"],
+            f"{side.label} returns different vectors for the same request sent twice (max_abs "
+            f"up to {max(spread.values()):.2g}).",
+            0,
+            f"make {side.label} deterministic (inference mode: model.eval(), no dropout; "
+            "deterministic kernels), then compare again",
+        ),
+        reproduced=f"{side.label} given the same texts twice differed beyond tolerance",
+    )
+
+
+def _probe_alone(ex: Explainer, ctx: PairContext, side: Side) -> None:
+    """Each text alone: differs from the run's batched vector beyond tolerance and, alone,
+    matches the other side: the side's vectors depend on what else is in the batch."""
+    other = ctx.a if side is ctx.b else ctx.b
+    moved: dict[int, float] = {}
+
+    def test(rows: list[int]) -> np.ndarray:
+        alone = np.concatenate([side.adapter.embed([ctx.texts[i]]) for i in rows])
+        batched = side.vectors[rows]
+        moved.update(zip(rows, deltas(alone, batched)["max_abs"].tolist(), strict=True))
+        return ~within(alone, batched, ctx.tolerance) & within(
+            alone, other.vectors[rows], ctx.tolerance
+        )
+
+    rows, ok = _sampled(ex, test)
+    ex.record(
+        ("batch-dependence", side.label),
+        f"{side.label}: each text alone",
+        rows,
+        ok,
+        lambda: Cause(
+            "batch-dependence",
+            STAGE_OF["batch-dependence"],
+            f"{side.label} gives a text a different vector inside a batch than alone (max_abs "
+            f"up to {max(moved.values()):.2g}); alone it matches {other.label}.",
+            0,
+            f"{side.label} lets padding or other texts leak into each vector (attention mask "
+            "ignored in pooling, left padding with a causal mask): fix its masking, or send "
+            "one text per request to it",
+        ),
+        reproduced=f"{side.label} given each text alone reproduced {other.label}",
+    )
+
+
+# --- tokenizer normalization ---------------------------------------------------------------
+
+
+def strip_accents(text: str) -> str:
+    """NFD, then every combining mark dropped (BERT's strip_accents)."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+_SYMBOL = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def swap_symbols(text: str) -> str:
+    """Every non-ASCII symbol (emoji, dingbats) replaced by another one: a vocabulary that
+    knows neither maps both to the same unknown token."""
+
+    def swap(match: re.Match[str]) -> str:
+        char = match.group(0)
+        if ord(char) < 128 or not unicodedata.category(char).startswith("S"):
+            return char
+        return "\u2603" if char != "\u2603" else "\u2604"
+
+    return _SYMBOL.sub(swap, text)
+
+
+@dataclass(frozen=True)
+class TokenizerTransform:
+    """A change a tokenizer may undo: a side that maps x and T(x) to one vector undoes it."""
+
+    name: str
+    apply: Callable[[str], str]
+    says: str
+
+
+TOKENIZER_TRANSFORMS = (
+    TokenizerTransform("lowercase", str.lower, "lowercases"),
+    TokenizerTransform("strip_accents", strip_accents, "strips accents"),
+    TokenizerTransform("unknown symbols", swap_symbols, "maps unknown symbols to one token"),
+)
+
+
+def _probe_tokenizer(ex: Explainer, ctx: PairContext, transform: TokenizerTransform) -> None:
+    """Embed x and T(x) on both sides (one request each); a side that returns the same vector
+    for both normalizes T in its tokenizer. Where exactly one side does, the other side given
+    T(x) reproduces it on the texts it explains."""
+    rows = [i for i in ex.remaining if transform.apply(ctx.texts[i]) != ctx.texts[i]][:SAMPLE]
+    if not rows:
+        return
+    texts = [ctx.texts[i] for i in rows]
+    moved = [transform.apply(t) for t in texts]
+    same = {}
+    for side in (ctx.a, ctx.b):
+        both = side.adapter.embed(texts + moved)
+        same[side.label] = within(both[: len(rows)], both[len(rows) :], ctx.tolerance)
+    for doer, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
+        mask = same[doer.label] & ~same[other.label]
+        if not mask.any():
+            continue
+        tried = [i for i, take in zip(rows, mask, strict=True) if take]
+        tried += [
+            i
+            for i in ex.remaining
+            if i not in rows and transform.apply(ctx.texts[i]) != ctx.texts[i]
+        ][: max(EXTEND - len(tried), 0)]
+        again = other.adapter.embed([transform.apply(ctx.texts[i]) for i in tried])
+        ex.record(
+            ("tokenizer", f"{doer.label}: {transform.name}"),
+            f"{doer.label}'s tokenizer: {transform.name}",
+            tried,
+            within(again, doer.vectors[tried], ctx.tolerance),
+            functools.partial(_tokenizer_cause, transform, doer, other, ctx.texts[tried[0]]),
+            reproduced=f"{doer.label} gave {transform.name}(text) and the text one vector, "
+            f"{other.label} did not; {other.label} given {transform.name}(text) reproduced "
+            f"{doer.label}",
+        )
+
+
+def _tokenizer_cause(t: TokenizerTransform, doer: Side, other: Side, sample: str) -> Cause:
+    return Cause(
+        "tokenizer",
+        STAGE_OF["tokenizer"],
+        f"{doer.label}'s tokenizer {t.says}, {other.label}'s does not (e.g. {sample[:40]!r}).",
+        0,
+        f"use the model's own tokenizer files on both sides (one tokenizer {t.says}, the "
+        f"other not: check the normalizer in tokenizer.json), or apply {t.name} to texts "
+        f"before {other.label}",
+    )

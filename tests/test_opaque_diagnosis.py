@@ -1,0 +1,256 @@
+"""Diagnosis of stacks that show nothing but their vectors: dimensions, scale, tokenizer
+normalization, batch dependence and nondeterminism, each measured through embed() alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from parity.adapters import REGISTRY, parse_specs
+from parity.adapters.base import Adapter, Option
+from parity.cli import main
+from parity.diagnose import diagnose_run
+from parity.diagnose.opaque import (
+    constant_factor,
+    dense_chain,
+    is_opaque,
+    strip_accents,
+    swap_symbols,
+)
+from parity.metrics import Tolerance
+from parity.modelinfo import read_model_info
+from parity.runner import run
+
+DEFECTS = ("none", "train-mode", "pad-pooling", "keep-accents")
+
+
+class OpaqueEncoder(Adapter):
+    """A hand-written production encoder (AutoTokenizer + AutoModel + mean pooling) on a real
+    model that exposes neither stages, tokens nor settings, as an HTTP server or a plugin would,
+    with one of the defects users filed: left in train mode (dropout), pooling over padding,
+    a tokenizer that lost strip_accents (Ollama #15609). It ignores Dense modules (#9074)."""
+
+    name = "opaque-encoder"
+    summary = "test stack: vectors only"
+    requires = ("torch", "transformers")
+    options: ClassVar[dict[str, Option]] = {
+        "defect": Option("none", "what this stack gets wrong", choices=DEFECTS)
+    }
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        defect = self.config["defect"]
+        self.tok = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
+        if defect == "keep-accents":
+            from tokenizers.normalizers import BertNormalizer
+
+            normalizer = BertNormalizer(lowercase=True, strip_accents=False)
+            self.tok.backend_tokenizer.normalizer = normalizer
+        extra: dict[str, Any] = {"hidden_dropout_prob": 0.3} if defect == "train-mode" else {}
+        self.net = AutoModel.from_pretrained(self.model, local_files_only=True, **extra)
+        self.net.train(defect == "train-mode")
+        self.normalize = read_model_info(self.model).normalize
+        self.torch = torch
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        with self.torch.no_grad():
+            batch = self.tok(texts, padding=True, truncation=True, return_tensors="pt")
+            hidden = self.net(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            if self.config["defect"] == "pad-pooling":
+                mask = self.torch.ones_like(mask)
+            pooled = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        if self.normalize:
+            pooled = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture(autouse=True)
+def opaque_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(REGISTRY, "opaque-encoder", OpaqueEncoder)
+
+
+def with_dense(source: Path, out: Path, features: int) -> Path:
+    """`source` with a Dense layer (hidden -> features, Tanh) before its Normalize, saved by
+    sentence-transformers: the shape of models like LaBSE or the multilingual distiluse."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    st = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    torch.manual_seed(1)
+    dense = Dense(st.get_embedding_dimension(), features)
+    SentenceTransformer(modules=[st[0], st[1], dense, Normalize()], device="cpu").save(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dense_models(bpe_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    root = tmp_path_factory.mktemp("dense")
+    return {n: with_dense(bpe_model, root / f"dense{n}", n) for n in (32, 16)}
+
+
+def diagnose(model: Path, specs: list[str], texts: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+    result = run(parse_specs(specs), texts, model=model, tolerance=Tolerance(), keep_adapters=True)
+    try:
+        diagnose_run(result)
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+    pair = result.comparison.pairs[0]
+    assert sum(c["explained"] for c in pair.causes) == pair.failures
+    return pair, pair.causes
+
+
+TEXTS = ["the cat sat on the mat", "hello world", "search index query", "tea and coffee at noon"]
+# lengths differ, so the shorter texts are padded inside a batch
+UNEVEN = ["hi", "the cat sat on the mat by the river in the city", "tea", "search index"]
+ACCENTED = ["café naïve", "résumé à la carte", "crème brûlée", "the cat"]
+
+
+# --- the pure checks ---------------------------------------------------------------------
+
+
+def test_constant_factor_finds_one_ratio_and_refuses_a_varying_one() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 16))
+    ok, ratio = constant_factor(x * 9.43, x, Tolerance())
+    assert ok.all() and ratio == pytest.approx(9.43)
+    ok, _ = constant_factor(x * np.arange(1, 6)[:, None], x, Tolerance())
+    assert ok.sum() == 1  # only the median row's own ratio matches the median
+    ok, ratio = constant_factor(rng.normal(size=(5, 16)), x, Tolerance())
+    assert not ok.any() and np.isnan(ratio)  # other directions: not a factor
+
+
+def test_tokenizer_transforms() -> None:
+    assert strip_accents("Crème brûlée, naïve café") == "Creme brulee, naive cafe"
+    assert swap_symbols("ok 😀 and ☃!") == "ok ☃ and ☄!"
+    assert swap_symbols("plain text, ascii!") == "plain text, ascii!"
+
+
+def test_dense_chain_reads_modules_json(dense_models: dict[int, Path], bpe_model: Path) -> None:
+    chain = dense_chain(str(dense_models[32]))
+    assert chain is not None
+    assert (chain.paths, chain.in_features, chain.out_features) == (["2_Dense"], 64, 32)
+    assert dense_chain(str(bpe_model)) is None
+    assert dense_chain("not-a-directory") is None
+
+
+def test_an_encoder_without_stages_or_tokens_is_opaque(bpe_model: Path) -> None:
+    from parity.adapters import AdapterSpec
+
+    assert is_opaque(OpaqueEncoder(bpe_model))
+    assert not is_opaque(AdapterSpec.parse("sentence-transformers").build(bpe_model))
+    assert not is_opaque(AdapterSpec.parse("custom").build(bpe_model))
+
+
+# --- real stacks ---------------------------------------------------------------------------
+
+
+def test_dense_applied_on_one_side_only_is_a_measured_projection(
+    dense_models: dict[int, Path],
+) -> None:
+    pair, causes = diagnose(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    assert pair.failures == len(TEXTS)
+    assert pair.dimensions == {"a": 32, "b": 64}
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("projection", "measured")]
+    cause = causes[0]
+    assert cause["detail"] == (
+        "sentence-transformers returns 32 dimensions, opaque-encoder 64: the model's 2_Dense "
+        "(64 -> 32) is applied by sentence-transformers only."
+    )
+    assert (
+        "the model loaded without 2_Dense reproduced opaque-encoder on 4/4 texts"
+        in (cause["basis"])
+    )
+    assert cause["fix"].startswith("apply the model's 2_Dense after pooling on opaque-encoder")
+
+
+def test_dimensions_no_dense_explains_are_an_inferred_other_model(
+    dense_models: dict[int, Path],
+) -> None:
+    specs = [
+        f"sentence-transformers:model={dense_models[32]},label=st32",
+        f"sentence-transformers:model={dense_models[16]},label=st16",
+    ]
+    pair, causes = diagnose(dense_models[32], specs, TEXTS)
+    assert pair.dimensions == {"a": 32, "b": 16}
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("model-files", "inferred")]
+    assert causes[0]["explained"] == len(TEXTS)
+    assert "they do not run the same model" in causes[0]["detail"]
+
+
+def test_dimension_mismatch_from_the_cli_is_a_finding_exit_1(
+    dense_models: dict[int, Path], tmp_path: Path
+) -> None:
+    # custom (AutoModel + pooling) skips the Dense module: 64 against sentence-transformers' 32
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(dense_models[32]), "--texts", str(texts), "--out", str(out)]
+    code = main([*argv, "--quiet", "--adapter", "sentence-transformers", "--adapter", "custom"])
+    assert code == 1
+    pair = json.loads((out / "summary.json").read_text())["pairs"][0]
+    assert pair["dimensions"] == {"a": 32, "b": 64}
+    assert pair["failures"] == len(TEXTS)
+    assert pair["worst"][0]["failed_metrics"] == ["dimension"]
+    assert [(c["cause"], c["evidence"]) for c in pair["causes"]] == [("projection", "measured")]
+
+
+def test_a_side_left_in_train_mode_is_measured_nondeterminism(bpe_model: Path) -> None:
+    pair, causes = diagnose(
+        bpe_model, ["sentence-transformers", "opaque-encoder:defect=train-mode"], TEXTS
+    )
+    assert pair.failures == len(TEXTS)
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("nondeterminism", "measured")]
+    assert causes[0]["detail"].startswith(
+        "opaque-encoder:defect=train-mode returns different vectors for the same request"
+    )
+    assert causes[0]["stage"] is None
+
+
+def test_pooling_over_padding_is_measured_batch_dependence(bpe_model: Path) -> None:
+    pair, causes = diagnose(
+        bpe_model, ["sentence-transformers", "opaque-encoder:defect=pad-pooling"], UNEVEN
+    )
+    # the longest text has no padding in the batch: it matches; the three others do not
+    assert pair.failures == 3
+    assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
+        ("batch-dependence", "measured", 3)
+    ]
+    cause = causes[0]
+    assert "alone it matches sentence-transformers" in cause["detail"]
+    assert "given each text alone reproduced sentence-transformers on 3/3 texts" in cause["basis"]
+
+
+def test_a_tokenizer_that_lost_strip_accents_is_a_measured_tokenizer_cause(
+    tiny_models: dict[str, Path],
+) -> None:
+    pair, causes = diagnose(
+        tiny_models["wordpiece"],
+        ["sentence-transformers", "opaque-encoder:defect=keep-accents"],
+        ACCENTED,
+    )
+    assert pair.failures == 3  # "the cat" has no accent
+    assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
+        ("tokenizer", "measured", 3)
+    ]
+    assert causes[0]["detail"] == (
+        "sentence-transformers's tokenizer strips accents, opaque-encoder:defect=keep-accents's "
+        "does not (e.g. 'café naïve')."
+    )
+    assert "apply strip_accents to texts before opaque-encoder" in causes[0]["fix"]
+
+
+def test_a_matching_opaque_stack_passes_without_extra_probes(bpe_model: Path) -> None:
+    pair, causes = diagnose(bpe_model, ["sentence-transformers", "opaque-encoder"], TEXTS)
+    assert pair.passed and causes == []
