@@ -61,7 +61,7 @@ def test_registry_has_the_real_adapters() -> None:
     assert list(BUILTIN)[:4] == ["sentence-transformers", "custom", "bcembedding", "langchain"]
     assert set(BUILTIN) == {
         *("sentence-transformers", "custom", "bcembedding", "langchain"),
-        *("http", "onnx", "fastembed", "llamaindex"),
+        *("http", "onnx", "fastembed", "llamaindex", "vectors"),
     }
     # each resolves to a real Adapter class named as it is registered
     assert all(REGISTRY[name].name == name for name in BUILTIN)

@@ -18,7 +18,11 @@ BUILTIN: dict[str, str] = {
     "custom": "parity.adapters.custom:CustomAdapter",
     "bcembedding": "parity.adapters.bcembedding:BCEmbeddingAdapter",
     "langchain": "parity.adapters.langchain:LangChainAdapter",
+    "onnx": "parity.adapters.onnx:OnnxAdapter",
+    "fastembed": "parity.adapters.fastembed:FastEmbedAdapter",
     "llamaindex": "parity.adapters.llamaindex:LlamaIndexAdapter",
+    "http": "parity.adapters.http:HttpAdapter",
+    "vectors": "parity.adapters.vectors:VectorsAdapter",
 }
 
 
