@@ -62,6 +62,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def text_sha256(text: str) -> str:
+    """The sha256 of a text's UTF-8 bytes: how baselines, the cache and vector exports key texts."""
+    return sha256_bytes(text.encode("utf-8"))
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

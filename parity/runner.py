@@ -13,8 +13,10 @@ import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
 from parity.adapters.base import validate_texts
+from parity.cache import EmbeddingCache, cache_key
 from parity.compare import Comparison, Exercised, compare_all
 from parity.errors import ParityInputError
+from parity.files import text_sha256
 from parity.metrics import Tolerance
 from parity.modelinfo import resolve_model
 from parity.retrieval import RetrievalSet, pair_impact
@@ -74,6 +76,32 @@ def embed_all(
     return np.concatenate(parts)
 
 
+def embed_cached(
+    adapter: Adapter, texts: Sequence[str], progress: Callable[[str], None], cache: EmbeddingCache
+) -> np.ndarray:
+    """embed_all through the embedding cache (parity.cache.EmbeddingCache): each distinct text
+    the cache lacks is embedded once, in text order, and stored; the rest are read back."""
+
+    from parity.version import __version__
+
+    code = f"{type(adapter).__module__}.{type(adapter).__qualname__} parity {__version__}"
+    key = cache_key(adapter.describe(), adapter.model, code)
+    hashes = [text_sha256(text) for text in texts]
+    found = cache.lookup(key, hashes)
+    todo = dict.fromkeys(h for h in hashes if h not in found)
+    if found:
+        progress(
+            f"{adapter.label}: {len(hashes) - sum(h in todo for h in hashes)} of {len(texts)} texts from the cache"
+        )
+    if todo:
+        first = {h: text for h, text in zip(hashes, texts, strict=True)}
+        missing = [first[h] for h in todo]
+        vectors = embed_all(adapter, missing, progress)
+        cache.store(key, list(todo), vectors)
+        found.update(zip(todo, vectors, strict=True))
+    return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+
+
 def require_two(specs: Sequence[AdapterSpec]) -> None:
     if len(specs) < 2:
         raise ParityInputError("need at least two adapters to compare (give --adapter twice)")
@@ -120,6 +148,7 @@ def embed_specs(
     *,
     keep_adapters: bool = False,
     retrieval: RetrievalSet | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> Embedded:
     """Load each adapter in turn, embed all texts (then the retrieval set's, in the same
     calls) with it, and free it (unless kept)."""
@@ -131,13 +160,19 @@ def embed_specs(
         adapter.load()
         try:
             progress(f"{spec.label}: embedding {len(every_text)} texts")
-            vectors = embed_all(adapter, every_text, progress)
+            if cache is not None and adapter.cacheable:
+                vectors = embed_cached(adapter, every_text, progress, cache)
+            else:
+                vectors = embed_all(adapter, every_text, progress)
             embedded.embeddings[spec.label] = vectors[: len(texts)]
             if retrieval is not None:
                 embedded.retrieval[spec.label] = vectors[len(texts) :]
             embedded.configs[spec.label] = adapter.describe()
             embedded.tokens[spec.label] = adapter.tokenize(texts)
             report_nonfinite(spec.label, vectors[: len(texts)], progress)
+        except BaseException:
+            adapter.close()  # a failed adapter is never kept: free it (an HTTP client's sockets)
+            raise
         finally:
             if not keep_adapters:
                 adapter.close()
@@ -169,6 +204,7 @@ def run(
     progress: Callable[[str], None] | None = None,
     keep_adapters: bool = False,
     retrieval: RetrievalSet | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> RunResult:
     """Embed the texts (and the retrieval set, if given) with each adapter, compare every pair,
     and attach each pair's retrieval impact."""
@@ -180,7 +216,13 @@ def run(
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
     embedded = embed_specs(
-        specs, texts, model_path, progress, keep_adapters=keep_adapters, retrieval=retrieval
+        specs,
+        texts,
+        model_path,
+        progress,
+        keep_adapters=keep_adapters,
+        retrieval=retrieval,
+        cache=cache,
     )
     embeddings = embedded.embeddings
     progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import numpy as np
 import pytest
 
 from parity.adapters import Adapter, AdapterSpec
+
+# tests that use the embedding cache pass --cache DIR; nothing else may reuse another test's
+# vectors (subprocesses inherit this)
+os.environ["PARITY_CACHE"] = "off"
 
 
 @pytest.fixture(scope="session")

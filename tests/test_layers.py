@@ -17,11 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "parity"
 LAYERS: list[tuple[str, ...]] = [
     ("parity.errors", "parity.version"),
     ("parity.files",),
+    ("parity.cache",),
     ("parity.texts", "parity.modelinfo", "parity.tinymodels"),
     ("parity.adapters",),
     ("parity.metrics",),
     ("parity.compare",),
-    ("parity.retrieval",),
+    ("parity.retrieval", "parity.export"),
     ("parity.runner",),
     ("parity.diagnose",),
     ("parity.search", "parity.baseline"),

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from parity.adapters import AdapterSpec
-from parity.adapters.vectors import text_sha256
+from parity.files import text_sha256
 from parity.cli import main
 from parity.errors import AdapterError, SpecError
 

@@ -150,6 +150,9 @@ class Adapter(abc.ABC):
     # whether `model` is a local path (the run's --model by default); False for a served model
     # name, which the adapter receives only from the spec's model= ("" otherwise)
     model_is_path: ClassVar[bool] = True
+    # whether the run may reuse this adapter's vectors from the embedding cache: False where
+    # the key cannot see what decides them (a server) or nothing is computed (a vectors file)
+    cacheable: ClassVar[bool] = True
     # distributions whose versions describe() reports
     distributions: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -10,14 +9,10 @@ import numpy as np
 
 from parity.adapters.base import Adapter, Option
 from parity.errors import AdapterError, SpecError
-from parity.files import sha256_file
+from parity.files import sha256_file, text_sha256
 
 TEXT_COLUMNS = ("text", "sha256", "text_sha256")
 VECTOR_COLUMNS = ("vector", "embedding", "vectors", "embeddings")
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _pick(names: list[str], wanted: tuple[str, ...], path: Path, what: str) -> str:
@@ -57,6 +52,7 @@ class VectorsAdapter(Adapter):
     name = "vectors"
     summary = "precomputed vectors from a .parquet (text|sha256, vector) or .npz file"
     model_is_path = False  # model= is only a name recorded in describe()
+    cacheable = False  # nothing to compute: the file is the cache
     requires = ("numpy", "pyarrow")
     install_hint = "pip install pyarrow"
     distributions = ("numpy", "pyarrow")

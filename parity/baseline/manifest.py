@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.adapters.base import library_versions
-from parity.files import sha256_bytes, sha256_file
+from parity.files import sha256_bytes, sha256_file, text_sha256
 
 SCHEMA_VERSION = 1
 KIND = "parity-baseline"
@@ -23,7 +23,7 @@ TEXTS = "texts.jsonl"
 
 
 def text_hashes(texts: Iterable[str]) -> list[str]:
-    return [sha256_bytes(text.encode("utf-8")) for text in texts]
+    return [text_sha256(text) for text in texts]
 
 
 def text_set_hash(hashes: Sequence[str]) -> str:

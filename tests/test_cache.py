@@ -1,0 +1,161 @@
+"""The embedding cache: keyed by what decides a vector, whole shards only, bounded, and a
+re-run that reads it gives the same verdict and figures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.cache import EmbeddingCache, cache_key, default_cache
+from parity.cli import main
+from parity.files import text_sha256
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 8)).astype(np.float32)
+
+
+def test_stored_vectors_come_back_by_text_hash_and_others_miss(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    hashes = [text_sha256(t) for t in ("a", "b", "c")]
+    vectors = _vectors(3)
+    cache.store("k1", hashes, vectors)
+    found = cache.lookup("k1", [hashes[2], text_sha256("zzz"), hashes[0]])
+    assert sorted(found) == sorted([hashes[0], hashes[2]])
+    np.testing.assert_array_equal(found[hashes[2]], vectors[2])
+    assert cache.lookup("another-key", hashes) == {}
+
+
+def test_a_damaged_shard_is_a_miss_and_is_removed(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    hashes = [text_sha256("a")]
+    cache.store("k", hashes, _vectors(1))
+    (shard,) = (tmp_path / "v1" / "k").glob("*.npz")
+    shard.write_bytes(shard.read_bytes()[:40])  # torn, as a crash mid-copy would leave it
+    assert cache.lookup("k", hashes) == {}
+    assert not shard.exists()
+
+
+def test_no_temp_file_is_ever_read_as_an_entry(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    folder = tmp_path / "v1" / "k"
+    folder.mkdir(parents=True)
+    (folder / ".abc.npz.tmp123").write_bytes(b"half")  # write_atomic's temp name pattern
+    assert cache.lookup("k", [text_sha256("a")]) == {}
+    assert cache.info().shards == 0
+
+
+def test_past_its_bound_the_least_recently_used_shards_go(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, max_bytes=10**9)
+    for i in range(3):
+        cache.store("k", [text_sha256(f"t{i}")], _vectors(1, i))
+    shards = sorted((tmp_path / "v1" / "k").glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+    one = shards[0].stat().st_size
+    cache.lookup("k", [text_sha256("t0")])  # t0 used again: now the most recent
+    cache.max_bytes = 2 * one
+    assert cache.evict() == 1
+    left = cache.lookup("k", [text_sha256(f"t{i}") for i in range(3)])
+    assert text_sha256("t0") in left and len(left) == 2
+
+
+def test_concurrent_writers_leave_only_whole_shards(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    texts = [f"text {i}" for i in range(40)]
+
+    def write(part: int) -> None:
+        for i in range(part, 40, 4):
+            EmbeddingCache(tmp_path).store("k", [text_sha256(texts[i])], _vectors(1, i))
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = cache.lookup("k", [text_sha256(t) for t in texts])
+    assert len(found) == 40
+    np.testing.assert_array_equal(found[text_sha256(texts[7])], _vectors(1, 7)[0])
+
+
+def test_the_key_changes_with_settings_model_files_and_code(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    base = cache_key({"adapter": "custom", "pooling": "mean", "label": "x"}, model, "C 1")
+    assert base == cache_key({"adapter": "custom", "pooling": "mean", "label": "y"}, model, "C 1")
+    assert base != cache_key({"adapter": "custom", "pooling": "cls", "label": "x"}, model, "C 1")
+    assert base != cache_key({"adapter": "custom", "pooling": "mean", "label": "x"}, model, "C 2")
+    (model / "config.json").write_text('{"changed": 1}')
+    assert base != cache_key({"adapter": "custom", "pooling": "mean", "label": "x"}, model, "C 1")
+
+
+def test_default_cache_follows_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARITY_CACHE", "off")
+    assert default_cache(None, False) is None
+    assert default_cache("/tmp/c", False) is not None  # --cache wins over the environment
+    assert default_cache("/tmp/c", True) is None
+    monkeypatch.setenv("PARITY_CACHE", "/tmp/elsewhere")
+    cache = default_cache(None, False)
+    assert cache is not None and cache.root == Path("/tmp/elsewhere")
+    monkeypatch.delenv("PARITY_CACHE")
+    cache = default_cache(None, False)
+    assert cache is not None and cache.root == Path(".parity-cache")
+
+
+def _run(model: Path, cache: Path, out: Path, *adapters: str) -> dict:
+    args = [
+        "run",
+        "--model",
+        str(model),
+        "--no-retrieval",
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    ]
+    for spec in adapters:
+        args += ["--adapter", spec]
+    main(args)
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_rerun_reads_the_cache_and_reports_the_same_figures(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    specs = ("custom", "custom:strip=true", "sentence-transformers")
+    first = _run(bpe_model, cache, tmp_path / "one", *specs)
+    assert "from the cache" not in capsys.readouterr().err
+    second = _run(bpe_model, cache, tmp_path / "two", *specs)
+    err = capsys.readouterr().err
+    assert err.count("120 of 120 texts from the cache") == 3
+    assert first["passed"] is False and second["passed"] is False
+    for one, two in zip(first["pairs"], second["pairs"], strict=True):
+        assert one["failures"] == two["failures"]
+        assert one["stats"] == two["stats"]
+        assert [c["cause"] for c in one["causes"]] == [c["cause"] for c in two["causes"]]
+    main(["cache", "info", "--cache", str(cache)])
+    info = capsys.readouterr().out
+    assert "adapters/configurations: 3" in info and "vectors: 360" in info
+    main(["cache", "clear", "--cache", str(cache)])
+    assert "removed 3 cached shards" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_changed_model_files_miss_the_cache(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(bpe_model, model)
+    cache = tmp_path / "cache"
+    _run(model, cache, tmp_path / "one", "custom", "sentence-transformers")
+    capsys.readouterr()
+    tokenizer_config = model / "tokenizer_config.json"
+    tokenizer_config.write_text(tokenizer_config.read_text() + "\n")
+    _run(model, cache, tmp_path / "two", "custom", "sentence-transformers")
+    assert "from the cache" not in capsys.readouterr().err
