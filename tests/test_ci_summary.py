@@ -81,3 +81,49 @@ def test_parity_run_publishes_to_the_job_summary(
     )
     assert "**FAIL: 1 of 1 pairs differ beyond tolerance**" in target.read_text()
     assert "**newline** (measured, 1 text)" in target.read_text()
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as sys.stderr does in an interactive shell."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_bar_and_a_pipe_gets_the_step_lines() -> None:
+    from parity.report.terminal import BarProgress, progress_for
+    from parity.runner import Progress
+
+    assert type(progress_for(_Terminal())) is BarProgress
+    assert type(progress_for(io.StringIO())) is Progress
+    assert progress_for(_Terminal(), quiet=True).stream is None
+
+
+@pytest.mark.slow
+def test_the_bar_follows_a_real_embedding_chunk_by_chunk(bpe_model: Path) -> None:
+    from parity.adapters import AdapterSpec
+    from parity.report.terminal import BarProgress
+    from parity.runner import embed_specs
+
+    stream = _Terminal()
+    texts = [f"text number {i}" for i in range(700)]  # two chunks of runner.CHUNK (512)
+    embed_specs([AdapterSpec.parse("custom")], texts, bpe_model, BarProgress(stream))
+    shown = stream.getvalue()
+    assert "] custom: loading" in shown  # the other steps stay lines
+    assert "custom: 100%" in shown and "700/700" in shown  # tqdm's bar, not a step line
+    assert "512/700" in shown
+    assert "custom: 512/700 texts" not in shown  # the chunk step line became the bar
+
+
+def test_the_closing_table_has_the_worst_metric_failures_cause_and_report_path() -> None:
+    from parity.report.terminal import final_table
+
+    summary = _summary() | {"tolerance": {"max_abs": 0.005, "euclidean": 0.05}}
+    bce = summary["pairs"][1]
+    bce["stats"] = bce["stats"] | {"euclidean": {"max": 2.0}}  # 40x its tolerance: the worst
+    assert final_table(summary, "reports/latest").splitlines() == [
+        "pair          worst vs tolerance   failing  top cause",
+        "st vs custom  max_abs 0.1 > 0.005  0/2      -",
+        "st vs bce     euclidean 2 > 0.05   1/2      truncation (measured)",
+        "report: reports/latest/report.html",
+    ]

@@ -69,6 +69,7 @@ def test_whitespace_zero_width_and_non_ascii_are_made_visible() -> None:
     assert '<span class="ws">↵</span><br>' in shown
     assert '<span class="ws">⇥</span>' in shown
     assert '<span class="zw">U+200B</span>' in shown
+    assert visible("a\u00a0b") == 'a<span class="zw">U+00A0</span>b'  # a space that is not one
     assert '<span class="na" title="LATIN SMALL LETTER E WITH ACUTE">é</span>' in shown
     assert "&lt;x&gt;" in shown and "<x>" not in shown
     assert visible("x" * 500, limit=10).endswith("… (490 more characters)</span>")

@@ -68,11 +68,16 @@ def finish_run(
     *,
     csv: bool = False,
     junit: str | None = None,
+    quiet: bool = True,
 ) -> int:
-    """Write summary.json + report.md, print the verdict line; the exit code follows the same
-    summary["passed"] the line and the files show."""
+    """Write summary.json + report.md, print the verdict line (and, unless quiet, the closing
+    table); the exit code follows the same summary["passed"] the line and the files show."""
+    from parity.report.terminal import final_table
+
     summary = write_report(result, out, title, log, extra, csv=csv, junit=junit)
     print(verdict_line(summary, out))
+    if not quiet:
+        print(final_table(summary, out))
     return exit_code(summary["passed"])
 
 
@@ -155,12 +160,13 @@ def _run_and_report(
 ) -> tuple[int, dict[str, Any]]:
     from parity.adapters import parse_specs
     from parity.metrics import Tolerance
-    from parity.runner import Progress, run
+    from parity.report.terminal import final_table, progress_for
+    from parity.runner import run
 
     specs = parse_specs(args.adapter)
     tolerance = Tolerance.parse(args.tol)
     texts = _load_texts(args.texts)
-    progress = Progress(None if args.quiet else sys.stderr)
+    progress = progress_for(sys.stderr, quiet=args.quiet)
     result = run(
         specs,
         texts,
@@ -175,6 +181,8 @@ def _run_and_report(
         result, args.out, "parity run", log, extra, csv=args.csv, junit=args.junit
     )
     print(verdict_line(summary, args.out))
+    if not args.quiet:
+        print(final_table(summary, args.out))
     return exit_code(summary["passed"]), summary
 
 
@@ -216,14 +224,14 @@ def cmd_diagnose(args: argparse.Namespace, log: WarningLog) -> int:
 def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.adapters import parse_specs
     from parity.metrics import Tolerance
-    from parity.runner import Progress
+    from parity.report.terminal import progress_for
     from parity.search.fuzz import fuzz_run
     from parity.search.profiles import load_profile
 
     specs = parse_specs(args.adapter)
     profile = load_profile(args.profile)
     max_examples = profile.max_examples if args.max_examples is None else args.max_examples
-    progress = Progress(None if args.quiet else sys.stderr)
+    progress = progress_for(sys.stderr, quiet=args.quiet)
     seed = args.seed
     if seed is None and not profile.derandomize:
         # dev and deep search new texts each run; the seed in summary.json replays one
@@ -246,13 +254,22 @@ def cmd_fuzz(args: argparse.Namespace, log: WarningLog) -> int:
         pair.minimal_failing = minimal.get(f"{pair.a}\t{pair.b}")
     extra["max_examples"] = max_examples
     extra["seed"] = seed
-    return finish_run(result, args.out, "parity fuzz", log, extra, csv=args.csv, junit=args.junit)
+    return finish_run(
+        result,
+        args.out,
+        "parity fuzz",
+        log,
+        extra,
+        csv=args.csv,
+        junit=args.junit,
+        quiet=args.quiet,
+    )
 
 
 def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.baseline import create_baseline
     from parity.metrics import Tolerance
-    from parity.runner import Progress
+    from parity.report.terminal import progress_for
 
     out, previous = create_baseline(
         args.adapter,
@@ -262,7 +279,7 @@ def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
         tolerance=Tolerance.parse(args.tol),
         retrieval=None if args.no_retrieval else _retrieval_set(),
         force=args.force,
-        progress=Progress(None if args.quiet else sys.stderr),
+        progress=progress_for(sys.stderr, quiet=args.quiet),
     )
     kept = f"; the previous one is kept in {previous}" if previous else ""
     print(f"parity: baseline written to {out} ({len(args.adapter)} adapter(s)){kept}")
@@ -271,7 +288,7 @@ def cmd_baseline(args: argparse.Namespace, log: WarningLog) -> int:
 
 def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.gate import DEFAULT_MAX_NDCG_DROP, run_gate, verdict_line
-    from parity.runner import Progress
+    from parity.report.terminal import final_table, progress_for
 
     gate = run_gate(
         args.baseline,
@@ -282,11 +299,11 @@ def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
         max_ndcg_drop=(DEFAULT_MAX_NDCG_DROP if args.max_ndcg_drop is None else args.max_ndcg_drop),
         update=args.update,
         diagnose=not args.no_diagnose,
-        progress=Progress(None if args.quiet else sys.stderr),
+        progress=progress_for(sys.stderr, quiet=args.quiet),
     )
     # --update accepts what drifted: the command passes, summary["baseline"] keeps the check
     passed = gate.passed or gate.updated is not None
-    write_report(
+    summary = write_report(
         gate.result,
         args.out,
         "parity gate",
@@ -300,6 +317,8 @@ def cmd_gate(args: argparse.Namespace, log: WarningLog) -> int:
     if passed and not gate.passed:
         line = "parity gate: UPDATED: the replaced check: " + line.removeprefix("parity gate: ")
     print(line)
+    if not args.quiet:
+        print(final_table(summary, args.out))
     return exit_code(passed)
 
 

@@ -283,7 +283,7 @@ def visible(text: str, limit: int = PREVIEW_CHARS) -> Markup:
             out.append('<span class="ws">↵</span><br>')
         elif char == "\t":
             out.append('<span class="ws">⇥</span>')
-        elif char in ZERO_WIDTH or unicodedata.category(char) in ("Cf", "Cc"):
+        elif char in ZERO_WIDTH or unicodedata.category(char) in ("Cf", "Cc", "Zs", "Zl", "Zp"):
             out.append(f'<span class="zw">U+{ord(char):04X}</span>')
         elif ord(char) > 127:
             name = unicodedata.name(char, f"U+{ord(char):04X}")
