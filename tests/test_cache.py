@@ -159,3 +159,20 @@ def test_changed_model_files_miss_the_cache(
     tokenizer_config.write_text(tokenizer_config.read_text() + "\n")
     _run(model, cache, tmp_path / "two", "custom", "sentence-transformers")
     assert "from the cache" not in capsys.readouterr().err
+
+
+def test_the_gate_embeds_for_real_and_says_so(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parity.baseline import create_baseline
+
+    path, _ = create_baseline(
+        ["custom"], ["one text", "two texts"], tmp_path / "b", model=bpe_model
+    )
+    monkeypatch.setenv("PARITY_CACHE", str(tmp_path / "cache"))
+    assert main(["gate", "--baseline", str(path), "--model", str(bpe_model)]) == 0
+    assert "the gate never reads the embedding cache" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

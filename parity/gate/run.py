@@ -221,6 +221,8 @@ def _load(
     progress(
         f"baseline {baseline.path}: {len(baseline.texts)} texts, created {baseline.manifest['created']}"
     )
+    # the gate exists to catch what a cache key may not see (a driver, a kernel, a server)
+    progress("embedding every text for real: the gate never reads the embedding cache")
     if texts is not None and not baseline.same_texts(texts):
         raise BaselineError(
             f"{baseline.path}: made for a different text set ({baseline.manifest['texts']['count']} "
