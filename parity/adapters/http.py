@@ -84,7 +84,9 @@ class HttpAdapter(Adapter):
     TEI's /v1/embeddings) or TEI's native `/embed`. Opaque: no tokens, no stages, only vectors."""
 
     name = "http"
-    summary = "POST texts to an embedding server (protocol openai or tei); no model=: the one it lists"
+    summary = (
+        "POST texts to an embedding server (protocol openai or tei); no model=: the one it lists"
+    )
     requires = ("httpx",)
     install_hint = "pip install httpx"
     model_is_path = False  # model= is the served model name sent with each request
