@@ -25,14 +25,16 @@ from parity.metrics import Tolerance
 from parity.modelinfo import read_model_info
 from parity.runner import run
 
-DEFECTS = ("none", "train-mode", "pad-pooling", "keep-accents")
+DEFECTS = ("none", "train-mode", "pad-pooling", "keep-accents", "scaled")
+RATIO = 9.43  # the constant ratio reported in llama_index #8143 and infinity #384
 
 
 class OpaqueEncoder(Adapter):
     """A hand-written production encoder (AutoTokenizer + AutoModel + mean pooling) on a real
     model that exposes neither stages, tokens nor settings, as an HTTP server or a plugin would,
     with one of the defects users filed: left in train mode (dropout), pooling over padding,
-    a tokenizer that lost strip_accents (Ollama #15609). It ignores Dense modules (#9074)."""
+    a tokenizer that lost strip_accents (Ollama #15609), vectors scaled by a constant. It
+    ignores Dense modules (llama_index #9074)."""
 
     name = "opaque-encoder"
     summary = "test stack: vectors only"
@@ -68,7 +70,7 @@ class OpaqueEncoder(Adapter):
             pooled = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
         if self.normalize:
             pooled = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled
+        return pooled * (RATIO if self.config["defect"] == "scaled" else 1.0)
 
     def _describe(self) -> dict[str, Any]:
         return {}
@@ -145,11 +147,11 @@ def test_dense_chain_reads_modules_json(dense_models: dict[int, Path], bpe_model
     assert dense_chain("not-a-directory") is None
 
 
-def test_an_encoder_without_stages_or_tokens_is_opaque(bpe_model: Path) -> None:
+def test_only_a_side_with_stages_is_not_opaque(bpe_model: Path) -> None:
     from parity.adapters import AdapterSpec
 
     assert is_opaque(OpaqueEncoder(bpe_model))
-    assert not is_opaque(AdapterSpec.parse("sentence-transformers").build(bpe_model))
+    assert is_opaque(AdapterSpec.parse("sentence-transformers").build(bpe_model))
     assert not is_opaque(AdapterSpec.parse("custom").build(bpe_model))
 
 
@@ -249,6 +251,23 @@ def test_a_tokenizer_that_lost_strip_accents_is_a_measured_tokenizer_cause(
         "does not (e.g. 'café naïve')."
     )
     assert "apply strip_accents to texts before opaque-encoder" in causes[0]["fix"]
+
+
+def test_vectors_scaled_by_a_constant_are_a_measured_normalization(
+    tiny_models: dict[str, Path],
+) -> None:
+    # WordPiece tiny model: no Normalize module, so neither side returns unit vectors
+    pair, causes = diagnose(
+        tiny_models["wordpiece"], ["opaque-encoder:defect=scaled", "sentence-transformers"], TEXTS
+    )
+    assert pair.failures == len(TEXTS)
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("normalization", "measured")]
+    assert causes[0]["detail"] == (
+        "opaque-encoder:defect=scaled's vectors are sentence-transformers's scaled by a "
+        "constant factor 9.43: same directions, different lengths."
+    )
+    assert "on 4/4 texts" in causes[0]["basis"]
+    assert causes[0]["fix"].startswith("set normalize=true on sentence-transformers")
 
 
 def test_a_matching_opaque_stack_passes_without_extra_probes(bpe_model: Path) -> None:
