@@ -55,6 +55,7 @@ def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> 
             result.model,
             result.comparison.tolerance,
             progress,
+            others=[s for label, s in sides.items() if label not in (pair.a, pair.b)],
         )
         pair.causes = [c.as_dict() for c in found.causes]
         pair.diagnosis = found.as_dict()

@@ -25,6 +25,7 @@ from parity.diagnose.noise import noise_floor
 from parity.diagnose.opaque import probe_opaque, probe_projection
 from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
+from parity.diagnose.quantization import probe_quantization
 from parity.diagnose.rebuild import probe_combined, probe_settings, rebuild, setting_text
 from parity.diagnose.settings import ConfigChange, config_changes, config_differences
 from parity.metrics import METRICS, Tolerance
@@ -40,6 +41,7 @@ def diagnose_pair(
     progress: Callable[[str], None],
     *,
     frozen_a: bool = False,
+    others: Sequence[Side] = (),
 ) -> Diagnosis:
     """Explain the failing texts of one pair.
 
@@ -63,6 +65,7 @@ def diagnose_pair(
     probe_combined(ex, ctx, changes.changes)
     for change in changes.changes:
         _probe_transform_with_setting(ex, ctx, change)
+    probe_quantization(ex, ctx, others)  # before the noise floor: int8 noise is batch-dependent
     probe_opaque(ex, ctx)  # embed()-only checks (scale; a side without stages: more)
     floor: dict[str, dict[str, float]] = {}
     with ex.guard("noise floor"):

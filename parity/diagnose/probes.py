@@ -21,6 +21,7 @@ CAUSES = (
     "dtype",
     "non-finite",
     "instruction",
+    "quantization",
     "batch-noise",
     "projection",
     "tokenizer",
@@ -44,6 +45,7 @@ STAGE_OF = {
     "normalization": "normalized",
     "dtype": "token_embeddings",
     "non-finite": "token_embeddings",  # NaN/Inf rows, usually fp16 overflow
+    "quantization": "token_embeddings",  # an int8 graph's weights and activations
     "batch-noise": "token_embeddings",
     "projection": "normalized",  # a Dense layer runs between pooling and Normalize
     "tokenizer": "input_ids",
