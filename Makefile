@@ -43,6 +43,12 @@ REPORT_ADAPTERS := --adapter sentence-transformers --adapter custom \
 	--adapter bcembedding:pooling=mean --adapter langchain
 parity-report: setup
 	$(BIN)/parity run $(REPORT_ADAPTERS) --out reports/latest; rc=$$?; test $$rc -le 1
+	@echo "open reports/latest/report.html (per-text results: reports/latest/results.parquet)"
+
+# The README's screenshots of report.html, taken in Debian's headless Chromium (apt-get install chromium).
+.PHONY: screenshot
+screenshot: parity-report
+	$(BIN)/python docs/screenshot.py reports/latest/report.html docs
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py --fuzz
