@@ -270,6 +270,25 @@ def test_vectors_scaled_by_a_constant_are_a_measured_normalization(
     assert causes[0]["fix"].startswith("set normalize=true on sentence-transformers")
 
 
+def test_a_stack_that_truncates_later_is_a_measured_truncation(bpe_model: Path) -> None:
+    # sentence-transformers truncates at the model's max_seq_length (128); this stack at the
+    # tokenizer's model_max_length (512), and shows no max_length to rebuild
+    long = ["word " * 150 + "tail", "the river " * 90]
+    pair, causes = diagnose(bpe_model, ["sentence-transformers", "opaque-encoder"], long + TEXTS)
+    assert pair.failures == 2
+    assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
+        ("truncation", "measured", 2)
+    ]
+    assert causes[0]["detail"] == (
+        "sentence-transformers truncates at 128 tokens, opaque-encoder later."
+    )
+    assert causes[0]["fix"].startswith("truncate at 128 tokens on opaque-encoder")
+    assert (
+        "given each text cut at 128 tokens reproduced sentence-transformers on 2/2"
+        in (causes[0]["basis"])
+    )
+
+
 def test_a_matching_opaque_stack_passes_without_extra_probes(bpe_model: Path) -> None:
     pair, causes = diagnose(bpe_model, ["sentence-transformers", "opaque-encoder"], TEXTS)
     assert pair.passed and causes == []

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,10 @@ def probe_opaque(ex: Explainer, ctx: PairContext) -> None:
     for side in sides:
         with ex.guard(f"{side.label}: the same request twice"):
             _probe_repeat(ex, ctx, side)
+    for short, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
+        if any(other is side for side in sides):  # only a side we can re-run
+            with ex.guard(f"{other.label}: texts cut where {short.label} truncates"):
+                probe_truncation(ex, ctx, short, other)
     alone: dict[str, dict[int, np.ndarray]] = {side.label: {} for side in sides}
     for side in sides:
         with ex.guard(f"{side.label}: each text alone"):
@@ -244,6 +249,65 @@ def _factor_cause(a: Side, b: Side, ratio: float) -> Cause:
         "directions, different lengths.",
         0,
         f"{how} (unit vectors on both sides), or compare with cosine only",
+    )
+
+
+# --- truncation lengths --------------------------------------------------------------------
+
+
+def cut_at(tokenizer: Any, text: str, limit: int) -> str | None:
+    """`text` cut after the tokens a tokenizer keeps when it truncates at `limit` (special
+    tokens included), or None when it keeps the whole text."""
+    keep = limit - int(tokenizer.num_special_tokens_to_add(pair=False))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = encoded["offset_mapping"]
+    if keep <= 0 or len(offsets) <= keep:
+        return None
+    return text[: int(offsets[keep - 1][1])]
+
+
+def probe_truncation(ex: Explainer, ctx: PairContext, short: Side, other: Side) -> None:
+    """`short` reports a max_length, `other` none or a longer one, and neither can be rebuilt
+    with another: does `other` given each text cut at `short`'s limit reproduce `short`?"""
+    limit, theirs = short.config.get("max_length"), other.config.get("max_length")
+    if not isinstance(limit, int) or (isinstance(theirs, int) and theirs <= limit):
+        return
+    model = next((m for m in (short.adapter.model, ctx.model) if Path(m).is_dir()), None)
+    if model is None or not ex.remaining:
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    cuts = {i: cut_at(tokenizer, ctx.texts[i], limit) for i in ex.remaining}
+    rows = [i for i, cut in cuts.items() if cut is not None][:EXTEND]
+    if not rows:
+        return
+    again = other.adapter.embed([str(cuts[i]) for i in rows])
+    ex.record(
+        ("truncation", short.label),
+        f"{other.label}: texts cut at {limit} tokens",
+        rows,
+        within(again, short.vectors[rows], ctx.tolerance),
+        functools.partial(_truncation_cause, short, other, limit, ctx.reference.get("max_length")),
+        reproduced=f"{other.label} given each text cut at {limit} tokens reproduced {short.label}",
+    )
+
+
+def _truncation_cause(short: Side, other: Side, limit: int, model_limit: Any) -> Cause:
+    keeps = f"at {other.config['max_length']}" if other.config.get("max_length") else "later"
+    if model_limit == limit:
+        fix = (
+            f"truncate at {limit} tokens on {other.label} (the model is configured for "
+            f"{limit}), or cut texts to {limit} tokens before sending them there"
+        )
+    else:
+        fix = f"make {short.label} and {other.label} truncate at the same length"
+    return Cause(
+        "truncation",
+        STAGE_OF["truncation"],
+        f"{short.label} truncates at {limit} tokens, {other.label} {keeps}.",
+        0,
+        fix,
     )
 
 
