@@ -150,3 +150,31 @@ def test_parity_run_writes_junit_that_agrees_with_summary(bpe_model: Path, tmp_p
     failure = case.find("failure")
     assert failure is not None and failure.attrib["type"] == top["cause"] == "newline"
     assert f"Fix: {top['fix']}" in failure.attrib["message"]
+
+
+@pytest.mark.slow
+def test_parity_gate_writes_a_testcase_per_adapter_and_cross_pair(
+    bpe_model: Path, tmp_path: Path
+) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["a b", "c\nd"]))
+    baseline = tmp_path / "baseline"
+    adapters = ["--adapter", "custom", "--adapter", "langchain"]
+    common = ["--model", str(bpe_model), "--quiet", *adapters]
+    create = ["baseline", "create", *common, "--texts", str(texts), "--out", str(baseline)]
+    assert main([*create, "--no-retrieval"]) == 0
+    junit = tmp_path / "gate.xml"
+    assert main(["gate", "--baseline", str(baseline), *common, "--junit", str(junit)]) == 0
+    root = validate(junit.read_text())
+    cases = {c.attrib["name"]: c for c in root.iter("testcase")}
+    assert list(cases) == [
+        "custom against the baseline",
+        "langchain against the baseline",
+        "custom vs langchain",
+    ]
+    # the cross pair differs (newline) but did so when the baseline was made: reported, not failed
+    assert all(case.find("failure") is None for case in cases.values())
+    assert "custom vs langchain: 1 of 2 texts fail" in (
+        cases["custom vs langchain"].findtext("system-out") or ""
+    )
+    assert root.attrib["failures"] == "0" and root.attrib["tests"] == "3"
