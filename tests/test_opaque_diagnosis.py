@@ -16,11 +16,11 @@ from parity.cli import main
 from parity.diagnose import diagnose_run
 from parity.diagnose.opaque import (
     constant_factor,
-    dense_chain,
     is_opaque,
     strip_accents,
     swap_symbols,
 )
+from parity.diagnose.projection import dense_chain
 from parity.metrics import Tolerance
 from parity.modelinfo import read_model_info
 from parity.runner import run

@@ -22,9 +22,10 @@ from parity.diagnose.causes import (
     within,
 )
 from parity.diagnose.noise import noise_floor
-from parity.diagnose.opaque import probe_opaque, probe_projection
+from parity.diagnose.opaque import probe_opaque
 from parity.diagnose.outputs import probe_non_finite, probe_normalization
 from parity.diagnose.probes import STAGE_OF, TEXT_TRANSFORMS, TextTransform
+from parity.diagnose.projection import probe_projection
 from parity.diagnose.quantization import probe_quantization
 from parity.diagnose.rebuild import probe_combined, probe_settings, rebuild, setting_text
 from parity.diagnose.settings import ConfigChange, config_changes, config_differences
