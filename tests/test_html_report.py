@@ -129,3 +129,36 @@ def test_markdown_shows_the_smallest_passing_tolerance_the_cause_and_counts_in_w
         "40 texts compared text by text; the built-in retrieval set (24 queries and their "
         "documents) was embedded in the same calls"
     )
+
+
+def test_gate_and_retrieval_sections_show_the_environment_diff_and_ranking() -> None:
+    comparison, frame = _truncating_comparison(20)
+    retrieval = {
+        "ndcg@10": {"a": 0.81, "b": 0.84, "diff": 0.03},
+        "ndcg@10_long_docs": {"a": 0.21, "b": 0.24, "diff": 0.03},
+        "top10_overlap": 0.9,
+        "kendall_tau": 0.7,
+        "score_delta": {"cosine": {"max": 0.12}},
+    }
+    baseline = {
+        "path": "fixtures/baselines/minilm",
+        "created": "2026-11-01",
+        "tool_version": "0.1.0",
+        "passed": False,
+        "adapters": {
+            "bce": {"baseline_adapter": "bce", "drifted": True, "failures": 5, "n": 20}
+            | {"max_abs": 0.07}
+        },
+        "drifted": ["bce"],
+        "environment_diff": ["transformers 4.46.0 -> 5.24.0"],
+        "newly_failing_pairs": [],
+        "ndcg_failures": [],
+    }
+    summary = _summary(comparison, frame, baseline=baseline)
+    summary["pairs"][0]["retrieval"] = retrieval
+    page = render_html(summary, frame, title="parity gate")
+    assert 'id="verdict" class="fail">FAIL: drifted: bce</p>' in page
+    assert "<li>transformers 4.46.0 -&gt; 5.24.0</li>" in page
+    assert "DRIFTED" in page and "5/20" in page
+    assert "<h2>Retrieval impact</h2>" in page
+    assert '<td class="num">0.81</td><td class="num">0.84</td><td class="num">0.03</td>' in page
