@@ -203,6 +203,15 @@ def test_onnx_adapter_without_model_onnx_is_exit_2(
     assert f"no model.onnx in {str(bpe_model)!r}" in capsys.readouterr().err
 
 
+def _corpus_head(tmp_path: Path, n: int = 24) -> Path:
+    """The first built-in texts (English, Chinese, edge cases), one JSON string a line: diagnosis
+    of an int8 pair probes every text, so fewer texts keep these tests short."""
+    path = tmp_path / "texts.jsonl"
+    lines = [json.dumps(t) for t in builtin_corpus()[:n]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def _texts(tmp_path: Path) -> Path:
     path = tmp_path / "texts.txt"
     path.write_text("hello world\nsecond text\n", encoding="utf-8")
@@ -258,8 +267,9 @@ def test_int8_export_fails_and_is_attributed_to_quantization_inferred(
     minilm_int8: Path, tmp_path: Path
 ) -> None:
     argv = ["run", "--adapter", "sentence-transformers", "--adapter", f"onnx:model={minilm_int8}"]
-    assert main([*argv, "--out", str(tmp_path), "--quiet", "--no-retrieval"]) == 1
-    (pair,) = summary_of(tmp_path)["pairs"]
+    argv += ["--texts", str(_corpus_head(tmp_path))]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet", "--no-retrieval"]) == 1
+    (pair,) = summary_of(tmp_path / "out")["pairs"]
     causes = pair["causes"]
     assert [c["cause"] for c in causes] == ["quantization"]
     assert causes[0]["explained"] == pair["failures"] > 0
@@ -281,9 +291,11 @@ def test_int8_export_is_measured_against_the_fp32_export(
         f"onnx:model={minilm_int8},label=int8",
         "--adapter",
         f"onnx:model={minilm_onnx},label=fp32",
+        "--texts",
+        str(_corpus_head(tmp_path)),
     ]
-    assert main([*argv, "--out", str(tmp_path), "--quiet", "--no-retrieval"]) == 1
-    pairs = {(p["a"], p["b"]): p for p in summary_of(tmp_path)["pairs"]}
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet", "--no-retrieval"]) == 1
+    pairs = {(p["a"], p["b"]): p for p in summary_of(tmp_path / "out")["pairs"]}
     assert pairs[("sentence-transformers", "fp32")]["passed"]
     pair = pairs[("sentence-transformers", "int8")]
     (cause,) = pair["causes"]
