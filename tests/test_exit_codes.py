@@ -324,6 +324,9 @@ def _stale_pass(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text('{"passed": true, "pairs": []}\n', encoding="utf-8")
     (out / "report.md").write_text("# parity run\n\n**PASS: every pair is within tolerance**\n")
+    (out / "report.html").write_text("<h1>PASS</h1>\n")
+    (out / "results.parquet").write_bytes(b"PAR1 an earlier run's rows")
+    (out / "results.csv").write_text("text_id,passed\n0,True\n")
 
 
 def test_a_crash_inside_a_backends_embed_exits_3_naming_the_adapter(
@@ -353,7 +356,8 @@ def test_a_crash_inside_a_backends_embed_exits_3_naming_the_adapter(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False and summary["exit_code"] == 3
     assert summary["error"] == capsys_line_of(kind, message, log)
-    assert not (out / "report.md").exists()
+    for stale in ("report.md", "report.html", "results.parquet", "results.csv"):
+        assert not (out / stale).exists(), stale
 
 
 def capsys_line_of(kind: str, message: str, log: Path) -> str:

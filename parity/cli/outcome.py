@@ -94,12 +94,15 @@ def handled(exc: Exception, args: argparse.Namespace, argv: list[str], log: Warn
 
 
 def write_error_summary(out: Path, error: str, code: int, log: WarningLog) -> None:
-    """Replace OUT/summary.json with one that says the command failed (and why), and remove a
-    report.md (and an error.log) an earlier run left there; an OUT that cannot be written is left as it is."""
+    """Replace OUT/summary.json with one that says the command failed (and why), and remove the
+    reports, per-text results (and an error.log) an earlier run left there; an OUT that cannot be
+    written is left as it is."""
     from parity.report.summary import error_summary, write_json
 
     try:
-        (out / "report.md").unlink(missing_ok=True)
+        # an earlier run's pages and per-text results must not outlive its verdict
+        for stale in ("report.md", "report.html", "results.parquet", "results.csv"):
+            (out / stale).unlink(missing_ok=True)
         if code != EXIT_INTERNAL:  # this error wrote no traceback: one left there is stale
             (out / "error.log").unlink(missing_ok=True)
         write_json(out / "summary.json", error_summary(error, code, log.entries))

@@ -266,6 +266,7 @@ def _compare(
         Comparison(pairs + cross, tolerance),
         embedded.timings,
         embedded.adapters,
+        tokens=embedded.tokens,
     )
     env = baseline.environment_diff(model_path)
     gate = GateResult(baseline, result, matched, env, max_ndcg_drop, retrieval_note=retrieval_note)
