@@ -177,6 +177,23 @@ def test_dense_applied_on_one_side_only_is_a_measured_projection(
     assert cause["fix"].startswith("apply the model's 2_Dense after pooling on opaque-encoder")
 
 
+@pytest.mark.slow  # an ONNX export: seconds on two cores
+def test_an_onnx_export_without_the_dense_head_is_a_measured_projection(
+    dense_models: dict[int, Path], bpe_model: Path, tmp_path: Path
+) -> None:
+    # the reference model is the BPE tiny model plus a Dense head; the stack in production runs
+    # an ONNX export of the base model (export-onnx carries Transformer, Pooling, Normalize only)
+    from parity.export import export_onnx
+
+    exported = export_onnx(bpe_model, tmp_path / "onnx")
+    pair, causes = diagnose(
+        dense_models[32], ["sentence-transformers", f"onnx:model={exported}"], TEXTS
+    )
+    assert pair.dimensions == {"a": 32, "b": 64}
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("projection", "measured")]
+    assert f"reproduced onnx:model={exported} on 4/4 texts" in causes[0]["basis"]
+
+
 def test_dimensions_no_dense_explains_are_an_inferred_other_model(
     dense_models: dict[int, Path],
 ) -> None:
