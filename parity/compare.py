@@ -226,7 +226,8 @@ class PairResult:
             "decided_by": self.decided_by(),
             "nonfinite": self.nonfinite,
             "worst": [d.as_dict() for d in self.worst()],
-            "causes": self.causes,
+            # a cause lists its first 50 texts here; the per-text results have every one
+            "causes": [{**c, "indices": c.get("indices", [])[:50]} for c in self.causes],
             **({"diagnosis": self.diagnosis} if self.diagnosis else {}),
             **self._optional_fields(),
         }

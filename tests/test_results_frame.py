@@ -121,3 +121,24 @@ def test_summary_is_derived_from_the_frame_it_is_given() -> None:
     untouched = build_summary(comparison, [], model="m", n_texts=3)["pairs"][0]
     assert untouched["failures"] == 2
     assert untouched == comparison.pairs[0].as_dict()
+
+
+def test_every_failing_text_keeps_its_cause_past_the_first_50() -> None:
+    """Two causes over 120 failing texts: the frame names each text's, summary.json lists 50."""
+    from parity.diagnose.causes import Cause
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(120, 4))
+    texts = [f"t{i}" for i in range(120)]
+    comparison = Comparison([compare_pair("x", a, "y", a + 1.0, texts)], Tolerance())
+    pair = comparison.pairs[0]
+    first, second = (
+        Cause("strip", "input_ids", "", 60, "fix"),
+        Cause("pooling", "pooled", "", 60, "f"),
+    )
+    first.indices, second.indices = list(range(0, 120, 2)), list(range(1, 120, 2))
+    pair.causes = [first.as_dict(), second.as_dict()]
+    frame = results_frame(comparison)
+    assert frame["cause"].tolist() == ["strip", "pooling"] * 60
+    listed = pair.as_dict()["causes"]
+    assert [len(c["indices"]) for c in listed] == [50, 50]

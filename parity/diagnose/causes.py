@@ -67,7 +67,7 @@ class Cause:
             "fix": self.fix,
             "evidence": self.evidence,
             "basis": self.basis,
-            "indices": self.indices[:50],
+            "indices": list(self.indices),  # summary.json keeps the first 50
             "tokens": self.tokens,
         }
 

@@ -87,8 +87,8 @@ def _deciding(frame: pd.DataFrame, pair: PairResult) -> pd.Series:
 
 
 def _text_causes(pair: PairResult) -> tuple[list[str | None], list[str | None]]:
-    """Each failing text's cause (name+also) and evidence from the pair's diagnosis. A cause dict
-    keeps its first 50 indices; when one cause explains all failures, it is every failing text's."""
+    """Each failing text's cause (name+also) and evidence from the pair's diagnosis (a cause
+    lists every text it explained; summary.json shows only the first 50)."""
     causes: list[str | None] = [None] * pair.n
     evidence: list[str | None] = [None] * pair.n
     failing = pair.failing_indices()
