@@ -29,6 +29,15 @@ DEFECTS = ("none", "train-mode", "pad-pooling", "keep-accents", "scaled")
 RATIO = 9.43  # the constant ratio reported in llama_index #8143 and infinity #384
 
 
+def parse_defects(raw: str) -> tuple[str, ...]:
+    """One defect, or several joined by "+"."""
+    found = tuple(raw.split("+"))
+    unknown = [d for d in found if d not in DEFECTS]
+    if unknown:
+        raise ValueError(f"unknown defect {unknown[0]!r}; choose from {', '.join(DEFECTS)}")
+    return found
+
+
 class OpaqueEncoder(Adapter):
     """A hand-written production encoder (AutoTokenizer + AutoModel + mean pooling) on a real
     model that exposes neither stages, tokens nor settings, as an HTTP server or a plugin would,
@@ -40,7 +49,7 @@ class OpaqueEncoder(Adapter):
     summary = "test stack: vectors only"
     requires = ("torch", "transformers")
     options: ClassVar[dict[str, Option]] = {
-        "defect": Option("none", "what this stack gets wrong", choices=DEFECTS)
+        "defect": Option(("none",), "what this stack gets wrong (a+b: both)", parse_defects)
     }
 
     def _load(self) -> None:
@@ -49,14 +58,14 @@ class OpaqueEncoder(Adapter):
 
         defect = self.config["defect"]
         self.tok = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
-        if defect == "keep-accents":
+        if "keep-accents" in defect:
             from tokenizers.normalizers import BertNormalizer
 
             normalizer = BertNormalizer(lowercase=True, strip_accents=False)
             self.tok.backend_tokenizer.normalizer = normalizer
-        extra: dict[str, Any] = {"hidden_dropout_prob": 0.3} if defect == "train-mode" else {}
+        extra: dict[str, Any] = {"hidden_dropout_prob": 0.3} if "train-mode" in defect else {}
         self.net = AutoModel.from_pretrained(self.model, local_files_only=True, **extra)
-        self.net.train(defect == "train-mode")
+        self.net.train("train-mode" in defect)
         self.normalize = read_model_info(self.model).normalize
         self.torch = torch
 
@@ -65,12 +74,12 @@ class OpaqueEncoder(Adapter):
             batch = self.tok(texts, padding=True, truncation=True, return_tensors="pt")
             hidden = self.net(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
-            if self.config["defect"] == "pad-pooling":
+            if "pad-pooling" in self.config["defect"]:
                 mask = self.torch.ones_like(mask)
             pooled = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
         if self.normalize:
             pooled = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled * (RATIO if self.config["defect"] == "scaled" else 1.0)
+        return pooled * (RATIO if "scaled" in self.config["defect"] else 1.0)
 
     def _describe(self) -> dict[str, Any]:
         return {}
@@ -268,6 +277,29 @@ def test_a_tokenizer_that_lost_strip_accents_is_a_measured_tokenizer_cause(
         "does not (e.g. 'café naïve')."
     )
     assert "apply strip_accents to texts before opaque-encoder" in causes[0]["fix"]
+
+
+def test_a_tokenizer_difference_not_reproduced_is_inferred_with_its_basis(
+    tiny_models: dict[str, Path],
+) -> None:
+    # the stack keeps accents AND scales its vectors: given stripped text it still does not
+    # reproduce sentence-transformers, so the tokenizer difference is measured, its effect not
+    pair, causes = diagnose(
+        tiny_models["wordpiece"],
+        ["sentence-transformers", "opaque-encoder:defect=keep-accents+scaled,label=stack"],
+        ACCENTED,
+    )
+    assert pair.failures == 4  # "the cat" fails too: scaled
+    tokenizer = [c for c in causes if c["cause"] == "tokenizer"]
+    assert [(c["evidence"], c["explained"]) for c in tokenizer] == [("inferred", 3)]
+    assert tokenizer[0]["basis"] == (
+        "sentence-transformers gave strip_accents(text) and the text one vector, stack did not "
+        "(measured on 3 texts); stack given strip_accents(text) did not reproduce "
+        "sentence-transformers, so that this difference makes them fail is inferred"
+    )
+    assert ("normalization", "measured", 1) in [
+        (c["cause"], c["evidence"], c["explained"]) for c in causes
+    ]
 
 
 def test_vectors_scaled_by_a_constant_are_a_measured_normalization(

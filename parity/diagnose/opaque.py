@@ -7,6 +7,7 @@ most SAMPLE texts to establish a cause, then test the rest of the open texts (up
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import unicodedata
@@ -19,6 +20,7 @@ import numpy as np
 
 from parity.adapters import Adapter
 from parity.diagnose.causes import (
+    INFERRED,
     Cause,
     Explainer,
     PairContext,
@@ -343,25 +345,60 @@ def _probe_tokenizer(ex: Explainer, ctx: PairContext, transform: TokenizerTransf
         same[side.label] = within(both[: len(rows)], both[len(rows) :], ctx.tolerance)
     for doer, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
         mask = same[doer.label] & ~same[other.label]
-        if not mask.any():
-            continue
-        tried = [i for i, take in zip(rows, mask, strict=True) if take]
-        tried += [
+        if mask.any():
+            shown = [i for i, take in zip(rows, mask, strict=True) if take]
+            _record_tokenizer(ex, ctx, transform, (doer, other), shown)
+
+
+def _record_tokenizer(
+    ex: Explainer,
+    ctx: PairContext,
+    transform: TokenizerTransform,
+    sides: tuple[Side, Side],
+    shown: list[int],
+) -> None:
+    """`doer` undoes T and `other` not on the `shown` texts: measured where `other` given T(x)
+    reproduces `doer` (those texts and up to EXTEND more); the shown texts it does not
+    reproduce (an unknown symbol has no vector of its own on `other`) are inferred."""
+    doer, other = sides
+    tried = (
+        shown
+        + [
             i
             for i in ex.remaining
-            if i not in rows and transform.apply(ctx.texts[i]) != ctx.texts[i]
-        ][: max(EXTEND - len(tried), 0)]
-        again = other.adapter.embed([transform.apply(ctx.texts[i]) for i in tried])
-        ex.record(
-            ("tokenizer", f"{doer.label}: {transform.name}"),
-            f"{doer.label}'s tokenizer: {transform.name}",
-            tried,
-            within(again, doer.vectors[tried], ctx.tolerance),
-            functools.partial(_tokenizer_cause, transform, doer, other, ctx.texts[tried[0]]),
-            reproduced=f"{doer.label} gave {transform.name}(text) and the text one vector, "
-            f"{other.label} did not; {other.label} given {transform.name}(text) reproduced "
-            f"{doer.label}",
-        )
+            if i not in shown and transform.apply(ctx.texts[i]) != ctx.texts[i]
+        ][: max(EXTEND - len(shown), 0)]
+    )
+    again = other.adapter.embed([transform.apply(ctx.texts[i]) for i in tried])
+    ex.record(
+        ("tokenizer", f"{doer.label}: {transform.name}"),
+        f"{doer.label}'s tokenizer: {transform.name}",
+        tried,
+        within(again, doer.vectors[tried], ctx.tolerance),
+        functools.partial(_tokenizer_cause, transform, doer, other, ctx.texts[tried[0]]),
+        reproduced=f"{doer.label} gave {transform.name}(text) and the text one vector, "
+        f"{other.label} did not; {other.label} given {transform.name}(text) reproduced "
+        f"{doer.label}",
+    )
+    left = [i for i in shown if i in ex.remaining]
+    if not left:
+        return
+    basis = (
+        f"{doer.label} gave {transform.name}(text) and the text one vector, {other.label} did "
+        f"not (measured on {len(left)} texts); {other.label} given {transform.name}(text) did "
+        f"not reproduce {doer.label}, so that this difference makes them fail is inferred"
+    )
+    ex.record(
+        ("tokenizer", f"{doer.label}: {transform.name}: inferred"),
+        f"{doer.label}'s tokenizer: {transform.name} (not reproduced)",
+        left,
+        np.ones(len(left), dtype=bool),
+        lambda: dataclasses.replace(
+            _tokenizer_cause(transform, doer, other, ctx.texts[left[0]]),
+            evidence=INFERRED,
+            basis=basis,
+        ),
+    )
 
 
 def _tokenizer_cause(t: TokenizerTransform, doer: Side, other: Side, sample: str) -> Cause:
