@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+import parity
 from parity.adapters import REGISTRY, parse_specs
 from parity.adapters.base import Adapter, Option
 from parity.cli import main
@@ -232,6 +233,12 @@ def test_dimension_mismatch_from_the_cli_is_a_finding_exit_1(
     assert pair["failures"] == len(TEXTS)
     assert pair["worst"][0]["failed_metrics"] == ["dimension"]
     assert [(c["cause"], c["evidence"]) for c in pair["causes"]] == [("projection", "measured")]
+    # every text failed for the dimension, not for a metric: summary.json and the rows agree
+    assert pair["decided_by"] == {
+        "max_abs": 0, "cosine": 0, "euclidean": 0, "non-finite": 0, "dimension": len(TEXTS)
+    }  # fmt: skip
+    rows = parity.load_results(out)
+    assert rows["deciding_metric"].tolist() == ["dimension"] * len(TEXTS)
 
 
 def test_a_side_left_in_train_mode_is_measured_nondeterminism(bpe_model: Path) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from parity.errors import ParityInputError
 from parity.files import os_reason
-from parity.metrics import METRICS, NON_FINITE, MetricStats, Tolerance
+from parity.metrics import DIMENSION, METRICS, NON_FINITE, MetricStats, Tolerance
 
 if TYPE_CHECKING:
     from parity.compare import Comparison, PairResult
@@ -73,7 +73,10 @@ def _pair_frame(pair: PairResult, tokens: Tokens) -> pd.DataFrame:
 
 
 def _deciding(frame: pd.DataFrame, pair: PairResult) -> pd.Series:
-    """For each failing text, the metric furthest over its tolerance (as a ratio); None if passed."""
+    """For each failing text, the metric furthest over its tolerance (as a ratio); None if passed;
+    "dimension" on every text of a pair whose sides return vectors of different lengths."""
+    if pair.dimensions:
+        return pd.Series([DIMENSION] * len(frame), dtype=object)
     active = list(pair.tolerance.active())
     ratios = pd.DataFrame({m: frame[m] / getattr(pair.tolerance, m) for m in active})
     nan = frame[METRICS[0]].isna()
@@ -153,6 +156,9 @@ def pair_stats(frame: pd.DataFrame, tolerance: Tolerance) -> dict[str, dict[str,
         decided = {
             m: int((~nan & (rows[m] > getattr(tolerance, m))).sum()) for m in tolerance.active()
         }
+        dimension = int((rows["deciding_metric"] == DIMENSION).sum())
+        if dimension:  # as PairResult.decided_by: every text, for one reason no metric measures
+            decided = {**dict.fromkeys(decided, 0), DIMENSION: dimension}
         out[str(name)] = {
             "n": len(rows),
             "failures": int((~rows["passed"]).sum()),
