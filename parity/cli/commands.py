@@ -54,7 +54,7 @@ def _spec_key_help(model_is_path: bool) -> tuple[str, str]:
     model = (
         "PATH  a local model directory for this adapter only (default: --model)"
         if model_is_path
-        else "NAME  the model name sent to the server (default: none sent)"
+        else "NAME  the served model's name (default: chosen by the adapter; see its summary)"
     )
     return "NAME  tells two specs of one adapter apart", model
 
@@ -159,6 +159,7 @@ def _run_and_report(
     args: argparse.Namespace, log: WarningLog, *, diagnose: bool
 ) -> tuple[int, dict[str, Any]]:
     from parity.adapters import parse_specs
+    from parity.cache import default_cache
     from parity.metrics import Tolerance
     from parity.report.terminal import final_table, progress_for
     from parity.runner import run
@@ -175,6 +176,7 @@ def _run_and_report(
         progress=progress,
         keep_adapters=diagnose,
         retrieval=None if args.no_retrieval else _retrieval_set(),
+        cache=default_cache(args.cache, args.no_cache),
     )
     extra = diagnose_and_close(result, progress, enabled=diagnose)
     summary = write_report(
@@ -329,6 +331,32 @@ def cmd_tiny_model(args: argparse.Namespace, log: WarningLog) -> int:
     return EXIT_OK
 
 
+def cmd_export_onnx(args: argparse.Namespace, log: WarningLog) -> int:
+    from parity.export import export_onnx
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"[parity] {message}", file=sys.stderr)
+
+    out = export_onnx(
+        args.model, args.out, opset=args.opset, quantize=args.quantize, progress=progress
+    )
+    print(out)
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace, log: WarningLog) -> int:
+    """`parity cache info` / `parity cache clear`."""
+    from parity.cache import EmbeddingCache, default_cache
+
+    cache = default_cache(args.cache, False) or EmbeddingCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} cached shards from {cache.root}")
+    else:
+        print("\n".join(cache.info().lines()))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, WarningLog], int]] = {
     "run": cmd_run,
     "diagnose": cmd_diagnose,
@@ -337,4 +365,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, WarningLog], int]] = {
     "gate": cmd_gate,
     "list-adapters": cmd_list_adapters,
     "tiny-model": cmd_tiny_model,
+    "export-onnx": cmd_export_onnx,
+    "cache": cmd_cache,
 }

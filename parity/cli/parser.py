@@ -45,6 +45,16 @@ def _add_no_retrieval(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="reuse vectors embedded before with the same adapter settings, model files, "
+        "library versions and platform (default: $PARITY_CACHE, else .parity-cache)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="embed everything again")
+
+
 def _add_common(
     parser: argparse.ArgumentParser,
     *,
@@ -122,10 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run_parser)
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     _add_no_retrieval(run_parser)
+    _add_cache(run_parser)
     _add_fuzz(sub)
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
     _add_common(diagnose_parser)
     _add_no_retrieval(diagnose_parser)
+    _add_cache(diagnose_parser)
     _add_baseline(sub)
     _add_gate(sub)
     listing = sub.add_parser(
@@ -137,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--kind", choices=("wordpiece", "bpe", "unigram"), default="bpe")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--out", required=True, metavar="DIR")
+    _add_export_onnx(sub)
+    cache = sub.add_parser("cache", help="the embedding cache of run and diagnose: info, clear")
+    _add_debug(cache)
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument("--cache", metavar="DIR", help="default: $PARITY_CACHE, else .parity-cache")
     return parser
 
 
@@ -204,3 +221,22 @@ def _add_gate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="record today's vectors as the new baseline (the old one is kept as DIR.prev)",
     )
     gate.add_argument("--no-diagnose", action="store_true", help="skip explaining the drift")
+
+
+def _add_export_onnx(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sub.add_parser(
+        "export-onnx",
+        help="export a model's transformer to DIR/model.onnx for the onnx and fastembed adapters",
+    )
+    _add_debug(export)
+    export.add_argument("--model", help="local model directory (default: bundled all-MiniLM-L6-v2)")
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="a new or empty directory to write"
+    )
+    export.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default: 18)")
+    export.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8: onnxruntime dynamic quantization (int8 weights, activations per batch)",
+    )
+    export.add_argument("--quiet", action="store_true", help="no progress on stderr")
