@@ -7,7 +7,9 @@ failing text is counted under exactly one cause and counts add up. A probe a sid
 or one that crashes, is skipped and listed in `Diagnosis.probes` with the reason.
 
 Modules: causes (the result types and the Explainer), outputs (probes on the vectors), rebuild
-(probes that rebuild a side), pair (diagnose_pair), settings, probes, noise, tokens.
+(probes that rebuild a side), pair (diagnose_pair), settings, probes, noise, tokens, projection
+(different dimensions), opaque (checks through embed() alone, for stacks that show only
+vectors), quantization (an int8 graph against fp32).
 """
 
 from __future__ import annotations
