@@ -333,3 +333,29 @@ def test_device_is_refused_where_onnxruntime_runs_the_graph(name: str, tmp_path:
     adapter = AdapterSpec.parse(f"{name}:model={tmp_path},device=cuda").build(tmp_path)
     with pytest.raises(AdapterError, match="device= is torch's"):
         adapter.load()
+
+
+@pytest.mark.slow
+def test_export_onnx_cli_writes_a_model_directory_with_dynamic_axes(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "int8"
+    argv = ["export-onnx", "--model", str(tiny_models["unigram"]), "--out", str(out)]
+    assert main([*argv, "--quantize", "int8"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert "[parity] quantizing to int8" in captured.err
+    for name in ("model.onnx", "tokenizer.json", "config.json", "modules.json"):
+        assert (out / name).is_file(), name
+    assert (out / "1_Pooling" / "config.json").is_file()
+    assert (out / "sentence_bert_config.json").is_file()
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for graph_input in session.get_inputs():
+        assert all(isinstance(dim, str) for dim in graph_input.shape), graph_input.shape
+    with AdapterSpec.parse(f"onnx:model={out}").build(out) as adapter:
+        described = adapter.describe()
+        assert adapter.embed(["one", "two texts", "three texts here"]).shape == (3, 64)
+    assert described["pooling"] == "cls" and described["quantized"] is True
+    assert described["quantized_operators"]["MatMulInteger"] > 0
