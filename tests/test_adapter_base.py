@@ -137,3 +137,20 @@ def test_missing_framework_names_install_step() -> None:
     assert not ok and "pip install surely-not-installed" in why
     with pytest.raises(AdapterUnavailable, match="install with `pip install surely-not-installed`"):
         Missing(lengths).embed(["a"])
+
+
+def test_a_dotted_requirement_whose_parent_is_missing_is_unavailable_not_a_crash() -> None:
+    # find_spec("a.b") imports "a" and raises ModuleNotFoundError when "a" is not installed
+    # (the llamaindex adapter requires "llama_index.embeddings.huggingface")
+    class MissingParent(FunctionAdapter):
+        requires = ("surely_not_installed_pkg.embeddings.huggingface",)
+        install_hint = "pip install 'parity[llamaindex]'"
+
+    ok, why = MissingParent.available()
+    assert not ok
+    assert why == (
+        "no module named 'surely_not_installed_pkg.embeddings.huggingface'; "
+        "install with `pip install 'parity[llamaindex]'`"
+    )
+    with pytest.raises(AdapterUnavailable, match=r"install with `pip install 'parity\[llama"):
+        MissingParent(lengths).embed(["a"])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from parity.adapters import REGISTRY, AdapterSpec, parse_specs
@@ -65,3 +67,32 @@ def test_registry_has_the_real_adapters() -> None:
     }
     # each resolves to a real Adapter class named as it is registered
     assert all(REGISTRY[name].name == name for name in BUILTIN)
+
+
+def test_a_spec_without_a_required_option_fails_at_parse_time() -> None:
+    with pytest.raises(SpecError) as http:
+        AdapterSpec.parse("http:model=m")
+    assert str(http.value) == (
+        "adapter 'http' needs url=, the full endpoint (required; "
+        "e.g. http:url=http://127.0.0.1:7997/embeddings)"
+    )
+    with pytest.raises(SpecError, match=r"^adapter 'vectors' needs path=, the vectors file"):
+        parse_specs(["custom", "vectors:label=index"])
+    with pytest.raises(SpecError, match=r"adapter 'vectors' needs path="):
+        AdapterSpec.parse("vectors:path= ")  # an empty value is no value
+    assert AdapterSpec.parse("http:url=http://127.0.0.1:1/e").options["url"]
+
+
+def test_cli_refuses_a_spec_without_a_required_option_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parity.cli import main
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("a\n")
+    # --model points nowhere: a failure to load it would be a different message
+    code = main(["run", "--model", str(tmp_path / "absent"), "--texts", str(texts),
+                 "--adapter", "custom", "--adapter", "http"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "adapter 'http' needs url=" in err and "absent" not in err

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from parity.adapters import AdapterSpec
-from parity.files import text_sha256
 from parity.cli import main
 from parity.errors import AdapterError, SpecError
+from parity.files import text_sha256
 
 TEXTS = ["plain text", "  edge spaces  ", "line one\nline two", "数据 中文", "\tTabbed"]
 
@@ -90,7 +90,7 @@ def test_a_text_missing_from_the_export_is_one_exit_2_line(
 
 
 def test_path_is_required_and_a_bare_npy_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"path= is required"):
+    with pytest.raises(SpecError, match=r"adapter 'vectors' needs path="):
         AdapterSpec.parse("vectors").build("")
     bare = tmp_path / "v.npy"
     np.save(bare, np.zeros((2, 3)))

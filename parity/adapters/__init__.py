@@ -62,6 +62,7 @@ class AdapterSpec:
             # checked now, so a bad value fails before any model loads, not when its adapter does
             allowed[key].coerce(name, key, value)
             options[key] = value
+        _require(name, options)
         return cls(name, options, label or cls._default_label(name, options))
 
     @staticmethod
@@ -92,6 +93,13 @@ class AdapterSpec:
         if self.label != self._default_label(self.name, self.options):
             parts.append(f"label={self.label}")
         return self.name + (":" + ",".join(parts) if parts else "")
+
+
+def _require(name: str, options: dict[str, str]) -> None:
+    """SpecError for the first required option the spec lacks, before any model loads."""
+    for key, option in REGISTRY[name].all_options().items():
+        if option.required and not options.get(key):
+            raise SpecError(f"adapter {name!r} needs {key}=, {option.help}")
 
 
 def parse_specs(specs: list[str]) -> list[AdapterSpec]:

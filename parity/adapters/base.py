@@ -99,6 +99,7 @@ class Option:
     help: str
     parse: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
+    required: bool = False  # AdapterSpec.parse refuses a spec without it
 
     def coerce(self, adapter: str, key: str, raw: Any) -> Any:
         """The value of `key=raw`, or SpecError naming the option and its valid form."""
@@ -155,6 +156,9 @@ class Adapter(abc.ABC):
     cacheable: ClassVar[bool] = True
     # distributions whose versions describe() reports
     distributions: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers")
+    # whether the adapter can embed only the texts it holds (an exported vectors file): the
+    # runner then skips the built-in retrieval set, whose texts no export holds
+    fixed_texts: ClassVar[bool] = False
 
     @classmethod
     def all_options(cls) -> dict[str, Option]:
@@ -183,8 +187,13 @@ class Adapter(abc.ABC):
     def available(cls) -> tuple[bool, str]:
         """Whether the framework imports here, and the install step when it does not."""
         for module in cls.requires:
-            # find_spec, not import: importing BCEmbedding reconfigures the root logger
-            if importlib.util.find_spec(module) is None:
+            # find_spec, not import: importing BCEmbedding reconfigures the root logger; for a
+            # dotted name whose parent package is missing it raises ModuleNotFoundError
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
                 return False, f"no module named {module!r}; install with `{cls.install_hint}`"
         return True, ""
 

@@ -95,7 +95,12 @@ class HttpAdapter(Adapter):
     # the thing under test
     cacheable = False
     options: ClassVar[dict[str, Option]] = {
-        "url": Option("", "the full endpoint URL (required)", parse_url),
+        "url": Option(
+            "",
+            "the full endpoint (required; e.g. http:url=http://127.0.0.1:7997/embeddings)",
+            parse_url,
+            required=True,
+        ),
         "protocol": Option("openai", "request/response format", choices=("openai", "tei")),
         "api_key_env": Option("", "NAME of the env var holding a Bearer key", parse_env_name),
         "batch_size": Option(32, "texts per request", int),

@@ -58,7 +58,9 @@ class VectorsAdapter(Adapter):
     distributions = ("numpy", "pyarrow")
     options: ClassVar[dict[str, Option]] = {
         "path": Option(
-            "", "the vectors file: .parquet (columns text or sha256, and vector) or .npz"
+            "",
+            "the vectors file (required): .parquet (columns text or sha256, and vector) or .npz",
+            required=True,
         ),
     }
 
