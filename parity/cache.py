@@ -10,12 +10,18 @@ shard touches its mtime; past `max_bytes`, the least recently used shards go fir
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
+import inspect
 import io
 import json
 import os
 import platform
 import shutil
+import sys
+import time
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from parity.files import sha256_file, write_atomic
+from parity.files import os_reason, sha256_file, write_atomic
 
 DEFAULT_DIR = ".parity-cache"
 # PARITY_CACHE=DIR moves the default cache; PARITY_CACHE=off turns it off (the test suite does)
 ENV = "PARITY_CACHE"
 DEFAULT_MAX_BYTES = 2 << 30
+STALE_TEMP_SECONDS = 3600  # a temp shard this old belongs to no live writer
 FORMAT = "v1"
 # describe() keys that name a run, not what the adapter computes
 _NOT_KEYED = ("label", "model")
@@ -59,12 +66,61 @@ def _size_mtime(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
+def adapter_code(cls: type) -> str:
+    """What identifies the code that embeds: the class, parity's version, the version of the
+    distribution the class comes from (a plugin's), and a digest of the source of every class
+    in its hierarchy (an edited backend or plugin in an editable install embeds differently)."""
+    from parity.version import __version__
+
+    digest = hashlib.sha256()
+    for klass in cls.__mro__:
+        source = _source_file(klass)
+        if source is not None:
+            digest.update(f"{klass.__module__}\0".encode() + source.read_bytes())
+    top = cls.__module__.partition(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    versions = sorted(f"{d} {_version(d)}" for d in dists)
+    return (
+        f"{cls.__module__}.{cls.__qualname__} parity {__version__} {versions} {digest.hexdigest()}"
+    )
+
+
+def _source_file(klass: type) -> Path | None:
+    try:
+        found = inspect.getsourcefile(klass)
+    except TypeError:  # a builtin (object)
+        return None
+    return Path(found) if found and Path(found).is_file() else None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def accelerator(device: Any) -> str | None:
+    """The GPU behind a CUDA device (name, compute capability, CUDA runtime), which the OS name
+    in the key does not tell apart; None on the CPU."""
+    if not str(device or "cpu").startswith("cuda") or "torch" not in sys.modules:
+        return None
+    torch = sys.modules["torch"]
+    try:
+        index = torch.device(str(device)).index or 0
+        props = torch.cuda.get_device_properties(index)
+        return f"{props.name} sm{props.major}{props.minor} cuda {torch.version.cuda}"
+    except Exception:  # no usable CUDA here: the adapter's own load will say so
+        return "cuda (unknown)"
+
+
 def cache_key(describe: Mapping[str, Any], model: str | Path, code: str) -> str:
-    """The key of an adapter's vectors: its effective configuration, model files, platform, and
-    `code` (the adapter class and parity's version: a new release may embed differently)."""
+    """The key of an adapter's vectors: its effective configuration, model files, platform and
+    accelerator, and `code` (adapter_code: the code that embeds)."""
     files = model_digest(model)
     material = {
         "code": code,
+        "accelerator": accelerator(describe.get("device")),
         "describe": {k: v for k, v in describe.items() if k not in _NOT_KEYED},
         "model_files": files,
         "model": None if files else str(model),  # a served model: its name
@@ -160,15 +216,28 @@ class EmbeddingCache:
         buffer = io.BytesIO()
         np.savez(buffer, sha256=np.asarray(hashes), vectors=np.asarray(vectors, np.float32))
         name = hashlib.sha256("".join(hashes).encode()).hexdigest()[:32]
-        write_atomic(self._dir(key) / f"{name}.npz", buffer.getvalue())
-        self.evict()
+        try:
+            write_atomic(self._dir(key) / f"{name}.npz", buffer.getvalue())
+            self.evict()
+        except OSError as exc:  # a read-only or full disk costs the cache, never the run
+            warnings.warn(
+                f"embedding cache {self.root}: cannot write ({os_reason(exc)}); this run's "
+                "vectors are not cached (--cache DIR elsewhere, or --no-cache)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _shards(self) -> list[Path]:
         base = self.root / FORMAT
         return list(base.glob("*/*.npz")) if base.is_dir() else []
 
     def evict(self) -> int:
-        """Remove least recently used shards until the cache is within its bound; how many."""
+        """Remove least recently used shards until the cache is within its bound (and temp files
+        a killed run left over an hour ago); how many shards."""
+        for tmp in (self.root / FORMAT).glob("*/.*"):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                    tmp.unlink()
         sized = []
         for shard in self._shards():
             try:

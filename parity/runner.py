@@ -11,9 +11,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from parity.adapters import Adapter, AdapterSpec
+from parity.adapters import REGISTRY, Adapter, AdapterSpec
 from parity.adapters.base import validate_texts
-from parity.cache import EmbeddingCache, cache_key
+from parity.cache import EmbeddingCache, adapter_code, cache_key
 from parity.compare import Comparison, Exercised, compare_all
 from parity.errors import ParityInputError
 from parity.files import text_sha256
@@ -96,16 +96,32 @@ def embed_all(
     return vectors[[row_of[text] for text in texts]]
 
 
+def call_size(adapter: Adapter) -> int:
+    """Texts per embed() call: the adapter's own batch_size (times its concurrency, for a
+    server), so the batches it reports are the batches it runs; BATCH where it has none."""
+    size = adapter.config.get("batch_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return BATCH
+    concurrency = adapter.config.get("concurrency", 1)
+    return size * (concurrency if isinstance(concurrency, int) and concurrency > 0 else 1)
+
+
 def embed_cached(
-    adapter: Adapter, texts: Sequence[str], progress: Callable[[str], None], cache: EmbeddingCache
+    adapter: Adapter,
+    texts: Sequence[str],
+    progress: Callable[[str], None],
+    cache: EmbeddingCache,
+    used: set[str],
 ) -> np.ndarray:
     """embed_all through the embedding cache (parity.cache.EmbeddingCache): each distinct text
-    the cache lacks is embedded once, in text order, and stored; the rest are read back."""
-
-    from parity.version import __version__
-
-    code = f"{type(adapter).__module__}.{type(adapter).__qualname__} parity {__version__}"
-    key = cache_key(adapter.describe(), adapter.model, code)
+    the cache lacks is embedded once, in text order, and stored; the rest are read back.
+    `used`: the keys this run has read or filled already."""
+    key = cache_key(adapter.describe(), adapter.model, adapter_code(type(adapter)))
+    if key in used:
+        # a second side with this very configuration in one run: embed it for real, or a
+        # "same stack twice" check would compare the first side's vectors with themselves
+        return embed_all(adapter, texts, progress, call_size(adapter))
+    used.add(key)
     hashes = [text_sha256(text) for text in texts]
     found = cache.lookup(key, hashes)
     todo = dict.fromkeys(h for h in hashes if h not in found)
@@ -116,7 +132,7 @@ def embed_cached(
     if todo:
         first = {h: text for h, text in zip(hashes, texts, strict=True)}
         missing = [first[h] for h in todo]
-        vectors = embed_all(adapter, missing, progress)
+        vectors = embed_all(adapter, missing, progress, call_size(adapter))
         cache.store(key, list(todo), vectors)
         found.update(zip(todo, vectors, strict=True))
     return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
@@ -173,6 +189,7 @@ def embed_specs(
     """Load each adapter in turn, embed all texts (then the retrieval set's, in the same
     calls) with it, and free it (unless kept)."""
     embedded = Embedded({}, {}, {}, {}, {})
+    used: set[str] = set()  # cache keys this run has read or filled
     every_text = [*texts, *(retrieval.all_texts() if retrieval is not None else [])]
     for spec in specs:
         adapter = spec.build(model_path)
@@ -181,9 +198,9 @@ def embed_specs(
         try:
             progress(f"{spec.label}: embedding {len(every_text)} texts")
             if cache is not None and adapter.cacheable:
-                vectors = embed_cached(adapter, every_text, progress, cache)
+                vectors = embed_cached(adapter, every_text, progress, cache, used)
             else:
-                vectors = embed_all(adapter, every_text, progress)
+                vectors = embed_all(adapter, every_text, progress, call_size(adapter))
             embedded.embeddings[spec.label] = vectors[: len(texts)]
             if retrieval is not None:
                 embedded.retrieval[spec.label] = vectors[len(texts) :]
@@ -235,6 +252,11 @@ def run(
     progress = progress or Progress(None)
     model_path = resolve_model(model)
     tolerance = tolerance or Tolerance()
+    fixed = [s.label for s in specs if REGISTRY[s.name].fixed_texts]
+    if retrieval is not None and fixed:
+        # an exported vectors file holds only its own texts, never the retrieval set's
+        progress(f"retrieval set skipped: {fixed[0]} holds only the texts it was exported with")
+        retrieval = None
     embedded = embed_specs(
         specs,
         texts,

@@ -21,7 +21,7 @@ def test_sorted_chunks_give_one_calls_vectors_in_text_order(spec: str, bpe_model
         chunked = embed_all(adapter, texts, lambda message: None, chunk=16)
     # order restored: every row is its own text's vector (not a neighbour's), within batch noise
     assert np.abs(whole - chunked).max() < 1e-5
-    # and the chunks really were length-sorted: a row-shift would be far off
+    # rows are not interchangeable: a one-row shift would be far off, so the match is real
     assert np.abs(whole[1:] - chunked[:-1]).max() > 1e-2
 
 
@@ -51,3 +51,13 @@ def test_progress_lines_every_chunk_of_texts(bpe_model: Path) -> None:
     with AdapterSpec.parse("custom").build(bpe_model) as adapter:
         embed_all(adapter, texts, lines.append)
     assert lines == ["custom: 512/1100 texts", "custom: 1024/1100 texts", "custom: 1100/1100 texts"]
+
+
+def test_calls_follow_the_adapters_own_batch_size(bpe_model: Path) -> None:
+    from parity.runner import BATCH, call_size
+
+    assert call_size(AdapterSpec.parse("custom:batch_size=7").build(bpe_model)) == 7
+    assert call_size(AdapterSpec.parse("bcembedding").build(bpe_model)) == 256
+    served = AdapterSpec.parse("http:url=http://127.0.0.1:9/e,batch_size=8,concurrency=3")
+    assert call_size(served.build("")) == 24  # every request of one call in flight at once
+    assert call_size(AdapterSpec.parse("langchain").build(bpe_model)) == BATCH

@@ -176,3 +176,61 @@ def test_the_gate_embeds_for_real_and_says_so(
     assert main(["gate", "--baseline", str(path), "--model", str(bpe_model)]) == 0
     assert "the gate never reads the embedding cache" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    cache = EmbeddingCache(blocked / "cache")
+    with pytest.warns(RuntimeWarning, match=r"cannot write \(Not a directory\); this run's"):
+        cache.store("k", [text_sha256("a")], _vectors(1))
+    assert cache.lookup("k", [text_sha256("a")]) == {}
+
+
+def test_the_key_changes_when_the_adapters_source_changes(tmp_path: Path) -> None:
+    import importlib
+    import sys
+
+    from parity.cache import adapter_code
+
+    module = tmp_path / "edited_plugin.py"
+    module.write_text("class Mine:\n    pooling = 'mean'\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        before = adapter_code(importlib.import_module("edited_plugin").Mine)
+        module.write_text("class Mine:\n    pooling = 'cls'\n")
+        sys.modules.pop("edited_plugin")
+        after = adapter_code(importlib.import_module("edited_plugin").Mine)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("edited_plugin", None)
+    assert before.startswith("edited_plugin.Mine parity ") and before != after
+
+
+def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    cache = EmbeddingCache(tmp_path)
+    cache.store("k", [text_sha256("a")], _vectors(1))
+    folder = tmp_path / "v1" / "k"
+    old, fresh = folder / ".x.npz.abc", folder / ".y.npz.def"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    cache.evict()
+    assert not old.exists() and fresh.exists()
+
+
+@pytest.mark.slow
+def test_one_configuration_twice_in_a_run_is_embedded_twice(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    _run(bpe_model, cache, tmp_path / "one", "custom", "custom:label=again")
+    _run(bpe_model, cache, tmp_path / "two", "custom", "custom:label=again")
+    err = capsys.readouterr().err
+    # the second run reads the first side from the cache; the same configuration again is
+    # embedded for real, so a "same stack twice" check compares two real embeddings
+    assert err.count("from the cache") == 1
+    assert "custom: 120 of 120 texts from the cache" in err
