@@ -32,7 +32,7 @@ def exported(bpe_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         }
     )
     pq.write_table(table, root / "index.parquet")
-    np.savez(root / "index.npz", text=np.array(TEXTS), vectors=vectors[::-1][::-1])
+    np.savez(root / "index.npz", text=np.array(TEXTS), vectors=vectors)
     (root / "texts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     return {
         "parquet": root / "index.parquet",
@@ -85,8 +85,10 @@ def test_a_text_missing_from_the_export_is_one_exit_2_line(
     )  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "1 of 2 texts are not in" in err and "'not exported'" in err
-    assert f"sha256 {text_sha256('not exported')[:12]}" in err
+    assert "1 of the 2 texts embedded in this call are not in" in err
+    assert f"first 'not exported' (sha256 {text_sha256('not exported')})" in err
+    assert "text #" not in err and "pass --texts" not in err
+    assert "export vectors for these texts, or run on the texts you exported" in err
 
 
 def test_path_is_required_and_a_bare_npy_is_refused(tmp_path: Path) -> None:
@@ -96,3 +98,46 @@ def test_path_is_required_and_a_bare_npy_is_refused(tmp_path: Path) -> None:
     np.save(bare, np.zeros((2, 3)))
     with pytest.raises(AdapterError, match=r"a bare \.npy has no texts"):
         AdapterSpec.parse(f"vectors:path={bare}").build("").load()
+
+
+def test_the_readme_command_runs_with_the_retrieval_set_on_and_says_it_is_skipped(
+    exported: dict[str, Path], bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no --no-retrieval: `parity run` embeds the built-in retrieval set by default, whose
+    # texts no export holds; before, every such run exited 2 on a missing text
+    code = main(
+        ["run", "--model", str(bpe_model), "--texts", str(exported["texts"]),
+         "--adapter", f"vectors:path={exported['parquet']}", "--adapter", "custom:strip=true",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    label = f"vectors:path={exported['parquet']}"
+    assert f"retrieval set skipped: {label} holds only the texts it was exported with" in err
+    pair = json.loads((tmp_path / "summary.json").read_text())["pairs"][0]
+    assert pair["stats"]["max_abs"]["max"] == 0.0 and pair["n"] == len(TEXTS)
+
+
+def test_a_missing_file_names_the_path_not_the_model(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.parquet"
+    with pytest.raises(AdapterError) as error:
+        AdapterSpec.parse(f"vectors:path={missing}").build("").load()
+    assert str(error.value) == (
+        f"vectors:path={missing}: path={str(missing)!r} does not exist; give the exported file"
+    )
+    with pytest.raises(AdapterError, match=r"is a directory; give the exported file"):
+        AdapterSpec.parse(f"vectors:path={tmp_path}").build("").load()
+
+
+def test_a_missing_file_through_the_cli_is_exit_2_naming_it(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("a\n")
+    code = main(
+        ["run", "--model", str(bpe_model), "--texts", str(texts),
+         "--adapter", "vectors:path=/missing.parquet", "--adapter", "custom"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "path='/missing.parquet' does not exist" in err and "--model" not in err

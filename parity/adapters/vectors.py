@@ -56,6 +56,7 @@ class VectorsAdapter(Adapter):
     requires = ("numpy", "pyarrow")
     install_hint = "pip install pyarrow"
     distributions = ("numpy", "pyarrow")
+    fixed_texts = True  # holds only the texts it was exported with: no retrieval set
     options: ClassVar[dict[str, Option]] = {
         "path": Option(
             "",
@@ -71,6 +72,15 @@ class VectorsAdapter(Adapter):
 
     def _load(self) -> None:
         path = Path(self.config["path"]).expanduser()
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise AdapterError(f"{self.label}: path={str(path)!r} {what}; give the exported file")
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise AdapterError(
+                f"{self.label}: cannot read path={str(path)!r} ({exc.strerror})"
+            ) from None
         if path.suffix not in (".parquet", ".npz"):
             raise AdapterError(
                 f"{path}: expected a .parquet or .npz file (a bare .npy has no texts to match "
@@ -92,11 +102,13 @@ class VectorsAdapter(Adapter):
         keys = texts if self.by_text else [text_sha256(t) for t in texts]
         missing = [i for i, key in enumerate(keys) if key not in self.rows]
         if missing:
+            # the runner embeds in chunks of its own order: a position in this call would
+            # mislead, so name the text itself and its sha256 (what a sha256 export is keyed by)
             first = texts[missing[0]]
             raise AdapterError(
-                f"{self.label}: {len(missing)} of {len(texts)} texts are not in {self.path} "
-                f"(first: text #{missing[0]} {first[:60]!r}, sha256 {text_sha256(first)[:12]}); "
-                "export vectors for these texts, or pass --texts with the texts you exported"
+                f"{self.label}: {len(missing)} of the {len(texts)} texts embedded in this call "
+                f"are not in {self.path}, first {first[:60]!r} (sha256 {text_sha256(first)}); "
+                "export vectors for these texts, or run on the texts you exported"
             )
         return self.vectors[[self.rows[key] for key in keys]]
 
