@@ -39,6 +39,8 @@ class BarProgress(Progress):
                 file=self.stream,
                 leave=False,
                 dynamic_ncols=True,
+                mininterval=0,  # updates come once per CHUNK texts: show each one
+                miniters=1,
             )
 
     def close(self) -> None:
