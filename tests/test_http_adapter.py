@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -76,6 +77,13 @@ class Handler(BaseHTTPRequestHandler):
             data[0]["embedding"][0] = float("nan")
         if self.path == "/auth" and self.headers.get("Authorization") != "Bearer " + sys.argv[2]:
             return self.reply(401, {"detail": "Unauthorized"})
+        if self.path == "/echo":  # as some proxies do: the header it refused, in its error
+            return self.reply(401, {"detail": "bad " + str(self.headers.get("Authorization"))})
+        if self.path == "/alternating":  # a server that changes model between requests
+            for d in data:
+                d["embedding"] += [0.0] * (seen[self.path] % 2)
+        if self.path == "/partial":
+            del data[0]["index"]
         self.reply(200, {"model": "stub", "data": data})
 
 class Server(ThreadingHTTPServer):
@@ -367,3 +375,81 @@ def test_infinity_errors_and_dimensions_are_passed_through(
         f"{url} answered 400: Invalid model: Engine for model name `nope` not found. "
         "Available model names are ['minilm', 'bpe']"
     )
+
+
+# -- fix round: the key, the dimension, the protocol's options ------------------------------
+
+
+def test_a_key_with_a_trailing_newline_is_stripped_and_sent(
+    stub: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: h11 refused the header "Bearer <key>\n" and the one-line error held the key
+    monkeypatch.setenv("PARITY_TEST_KEY", KEY + "\n")
+    with AdapterSpec.parse(f"http:url={stub}/auth,api_key_env=PARITY_TEST_KEY").build("") as a:
+        assert a.embed(["abc"]).tolist() == [[3.0, 1.0]]  # the stub answers 401 without it
+
+
+def test_a_non_ascii_key_names_the_variable_never_the_value(
+    stub: str, tmp_path: Path, bpe_model: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PARITY_TEST_KEY", "sk-ключ-secret")
+    line = one_line_error(
+        capsys, tmp_path, bpe_model, f"http:url={stub}/auth,api_key_env=PARITY_TEST_KEY"
+    )
+    assert line.endswith(
+        "environment variable PARITY_TEST_KEY (api_key_env) holds a character that is not "
+        "printable ASCII (an HTTP header cannot carry it); set it to the key alone"
+    )
+    assert "ключ" not in line and "secret" not in line and "cannot load a model" not in line
+
+
+def test_a_key_the_server_echoes_is_masked_in_the_line_and_the_summary(
+    stub: str, tmp_path: Path, bpe_model: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PARITY_TEST_KEY", KEY)
+    spec = f"http:url={stub}/echo,api_key_env=PARITY_TEST_KEY"
+    line = one_line_error(capsys, tmp_path, bpe_model, spec)
+    assert line.endswith(f"{stub}/echo answered 401: bad Bearer ***")
+    assert not [
+        p for p in tmp_path.rglob("*") if p.is_file() and KEY in p.read_text(errors="ignore")
+    ]
+
+
+def test_vectors_that_change_length_between_requests_are_one_exit_2_line(
+    stub: str, tmp_path: Path, bpe_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # batch_size=1: the runner calls embed() once per text, and the server alternates 2 and 3
+    # dimensions; before, the runner's array assignment raised ValueError (exit 3)
+    line = one_line_error(capsys, tmp_path, bpe_model, f"http:url={stub}/alternating,batch_size=1")
+    assert re.search(
+        rf"{stub}/alternating returned vectors of [23] dimensions after vectors of [23] earlier "
+        r"in this run; did the server switch models or settings mid-run\?$",
+        line,
+    ), line
+    # and within one embed() call, across its two batches
+    with AdapterSpec.parse(f"http:url={stub}/alternating,batch_size=1").build("") as adapter:
+        with pytest.raises(AdapterError, match=r"returned vectors of \d dimensions after"):
+            adapter.embed(["a", "b"])
+
+
+def test_an_item_without_an_index_among_indexed_ones_is_an_error(stub: str) -> None:
+    with AdapterSpec.parse(f"http:url={stub}/partial").build("") as adapter:
+        with pytest.raises(AdapterError) as error:
+            adapter.embed(["a", "bb"])
+    assert str(error.value).endswith(
+        f'{stub}/partial response item 0 has no integer "index" while others do; cannot tell '
+        "which text each vector belongs to"
+    )
+
+
+def test_options_the_protocol_never_sends_are_refused_at_parse_time() -> None:
+    with pytest.raises(SpecError, match=r"^http: normalize= and truncate= are sent only with "):
+        AdapterSpec.parse("http:url=http://127.0.0.1:1/embeddings,normalize=false")
+    with pytest.raises(SpecError, match=r"^http: normalize= and truncate="):
+        AdapterSpec.parse("http:url=http://127.0.0.1:1/embeddings,protocol=openai,truncate=true")
+    with pytest.raises(SpecError, match=r"^http: dimensions= is sent only with protocol=openai"):
+        AdapterSpec.parse("http:url=http://127.0.0.1:1/embed,protocol=tei,dimensions=64")
+    AdapterSpec.parse("http:url=http://127.0.0.1:1/embed,protocol=tei,normalize=false")
+    AdapterSpec.parse("http:url=http://127.0.0.1:1/embeddings,dimensions=64")

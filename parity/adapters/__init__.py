@@ -63,6 +63,7 @@ class AdapterSpec:
             allowed[key].coerce(name, key, value)
             options[key] = value
         _require(name, options)
+        REGISTRY[name].check_spec(options)
         return cls(name, options, label or cls._default_label(name, options))
 
     @staticmethod

@@ -184,6 +184,11 @@ class Adapter(abc.ABC):
         self.embed_seconds = 0.0
 
     @classmethod
+    def check_spec(cls, options: dict[str, str]) -> None:
+        """Raise SpecError for a combination of options (as given, unparsed) that cannot work;
+        AdapterSpec.parse calls it, so it fails before any model loads."""
+
+    @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether the framework imports here, and the install step when it does not."""
         for module in cls.requires:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -122,6 +123,24 @@ class HttpAdapter(Adapter):
         self.url: str = self.config["url"]
         self._server: dict[str, Any] | None = None
         self._served_model: str | None = None
+        self._key = ""  # redacted from every message _error builds
+        self._dim: int | None = None  # the first vector length seen: every later one must match
+        self._dim_lock = threading.Lock()
+
+    @classmethod
+    def check_spec(cls, options: dict[str, str]) -> None:
+        """Refuse options the chosen protocol never sends (they would be silently ignored)."""
+        protocol = options.get("protocol", cls.options["protocol"].default)
+        if protocol == "openai" and {"normalize", "truncate"} & set(options):
+            raise SpecError(
+                "http: normalize= and truncate= are sent only with protocol=tei (TEI's /embed); "
+                "an OpenAI-style /embeddings request has no such fields: drop them"
+            )
+        if protocol == "tei" and "dimensions" in options:
+            raise SpecError(
+                "http: dimensions= is sent only with protocol=openai; parity sends TEI's /embed "
+                "no such field: drop it"
+            )
 
     def _load(self) -> None:
         import httpx
@@ -129,12 +148,22 @@ class HttpAdapter(Adapter):
         headers = {}
         env = self.config["api_key_env"]
         if env:
-            key = os.environ.get(env)
+            # stripped: a key pasted with its newline would make h11 refuse the header, and
+            # its error text (retried, then reported) holds the whole header, key included
+            key = os.environ.get(env, "").strip()
             if not key:
                 raise AdapterError(
                     f"{self.label}: environment variable {env} (api_key_env) is not set or "
                     "empty; export it with the server's API key"
                 )
+            if not (key.isascii() and key.isprintable()):
+                # never shown: only the variable's name and what is wrong with its value
+                raise AdapterError(
+                    f"{self.label}: environment variable {env} (api_key_env) holds a character "
+                    "that is not printable ASCII (an HTTP header cannot carry it); set it to "
+                    "the key alone"
+                )
+            self._key = key
             headers["Authorization"] = f"Bearer {key}"
         self.client = httpx.Client(timeout=self.config["timeout"], headers=headers)
         self.request_model = self.model or self._only_listed_model()
@@ -172,7 +201,7 @@ class HttpAdapter(Adapter):
         except ValueError:
             raise self._error(
                 f"answered {response.status_code} with a body that is not JSON: "
-                f"{_cut(response.text)}"
+                f"{self._clip(response.text)}"
             ) from None
         if self.config["protocol"] == "tei":
             vectors = payload
@@ -197,13 +226,19 @@ class HttpAdapter(Adapter):
                     f"no answer within {self.config['timeout']:g} s ({type(exc).__name__}); "
                     "raise timeout= or lower batch_size="
                 ) from None
-            except httpx.TransportError as exc:
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # connect, read and write errors and a dropped connection are retried: an
+                # embedding request changes nothing on the server, so sending it twice is safe
                 if not last:
                     time.sleep(_backoff(attempt, None))
                     continue
                 raise self._error(
                     f"cannot reach the server after {retries + 1} attempt(s) "
-                    f"({type(exc).__name__}: {_cut(str(exc))}); is it running?"
+                    f"({type(exc).__name__}: {self._clip(str(exc))}); is it running?"
+                ) from None
+            except httpx.TransportError as exc:  # the request itself cannot be sent: no retry
+                raise self._error(
+                    f"cannot send the request ({type(exc).__name__}: {self._clip(str(exc))})"
                 ) from None
             status = response.status_code
             if (status == 429 or status >= 500) and not last:
@@ -211,17 +246,23 @@ class HttpAdapter(Adapter):
                 continue
             if status >= 400:
                 tried = f" after {attempt + 1} attempts" if attempt else ""
-                raise self._error(f"answered {status}{tried}: {_cut(_error_text(response))}")
+                raise self._error(f"answered {status}{tried}: {self._clip(_error_text(response))}")
             return response
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def _openai_vectors(self, payload: Any) -> list[Any]:
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-            raise self._error(f'response has no "data" list of objects: {_cut(str(payload))}')
+            raise self._error(f'response has no "data" list of objects: {self._clip(str(payload))}')
         if isinstance(payload.get("model"), str) and payload["model"]:
             self._served_model = payload["model"]
-        if all(isinstance(d.get("index"), int) for d in data):
+        has_index = [isinstance(d.get("index"), int) for d in data]
+        if any(has_index) and not all(has_index):
+            raise self._error(
+                f'response item {has_index.index(False)} has no integer "index" while others '
+                "do; cannot tell which text each vector belongs to"
+            )
+        if all(has_index):
             indices = sorted(d["index"] for d in data)
             if indices != list(range(len(data))):
                 raise self._error(f"response indices are not 0..{len(data) - 1}: {indices[:10]}")
@@ -231,12 +272,12 @@ class HttpAdapter(Adapter):
     def _checked(self, vectors: Any, n: int) -> list[list[float]]:
         """One vector per input, all of one length, every element a finite number."""
         if not isinstance(vectors, list):
-            raise self._error(f"response is not a list of vectors: {_cut(str(vectors))}")
+            raise self._error(f"response is not a list of vectors: {self._clip(str(vectors))}")
         if len(vectors) != n:
             raise self._error(f"sent {n} texts, got {len(vectors)} vectors back")
         for i, vector in enumerate(vectors):
             if not isinstance(vector, list) or not vector:
-                raise self._error(f"vector {i} is not a list of numbers: {_cut(str(vector))}")
+                raise self._error(f"vector {i} is not a list of numbers: {self._clip(str(vector))}")
             if len(vector) != len(vectors[0]):
                 raise self._error(
                     f"vectors differ in length: #0 has {len(vectors[0])}, #{i} has {len(vector)}"
@@ -246,10 +287,31 @@ class HttpAdapter(Adapter):
                 for x in vector
             ):
                 raise self._error(f"vector {i} holds a value that is not a finite number")
+        self._same_dimension(len(vectors[0]))
         return vectors
 
+    def _same_dimension(self, dim: int) -> None:
+        """The first batch's vector length, or an error: the runner stacks every batch's
+        vectors into one array, and a server that changes length mid-run serves two models."""
+        with self._dim_lock:
+            if self._dim is None:
+                self._dim = dim
+        if dim != self._dim:
+            raise self._error(
+                f"returned vectors of {dim} dimensions after vectors of {self._dim} earlier in "
+                "this run; did the server switch models or settings mid-run?"
+            )
+
+    def _clip(self, text: str) -> str:
+        """Server or transport text for a message: the key masked first, then cut."""
+        return _cut(self._redact(text))
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
     def _error(self, what: str) -> AdapterError:
-        return AdapterError(f"{self.label}: {public_url(self.url)} {what}")
+        # proxies and servers echo the Authorization header: never let the key through
+        return AdapterError(self._redact(f"{self.label}: {public_url(self.url)} {what}"))
 
     def _get_json(self, url: str) -> Any:
         """GET url and its JSON, or None on any failure (used only to describe the server)."""
