@@ -176,3 +176,13 @@ def test_baseline_records_each_adapters_own_model_and_the_gate_sees_it_change(
         line for line in lines if "config.json" in line
     ]
     assert any(line.startswith("copy: model file hash changed: config.json") for line in lines)
+
+
+def test_a_served_side_records_the_served_model_not_the_runs(tmp_path: Path) -> None:
+    from parity.baseline.create import adapter_model
+
+    served = AdapterSpec.parse("http:url=http://127.0.0.1:9/embeddings")
+    config = {"served_model": "minilm", "model": ""}
+    assert adapter_model(served, config, tmp_path) == {"served": "minilm", "path": None}
+    named = AdapterSpec.parse("http:url=http://127.0.0.1:9/embeddings,model=m2")
+    assert adapter_model(named, {"served_model": None}, tmp_path) == {"served": "m2", "path": None}

@@ -46,10 +46,10 @@ def adapter_model(spec: AdapterSpec, config: dict[str, Any], model_path: Path) -
     from parity.adapters import REGISTRY
     from parity.modelinfo import model_reference
 
+    if not REGISTRY[spec.name].model_is_path:  # a server's model (or none: a vectors file)
+        return {"served": config.get("served_model") or spec.model, "path": None}
     if spec.model is None:
         return {"path": model_reference(model_path), "run_model": True}
-    if not REGISTRY[spec.name].model_is_path:
-        return {"served": spec.model, "path": None}
     own = Path(str(config.get("model") or spec.model))
     if own.resolve() == Path(model_path).resolve():
         return {"path": model_reference(model_path), "run_model": True}
