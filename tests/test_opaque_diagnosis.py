@@ -14,9 +14,11 @@ import parity
 from parity.adapters import REGISTRY, parse_specs
 from parity.adapters.base import Adapter, Option
 from parity.cli import main
-from parity.diagnose import diagnose_run
+from parity.diagnose import diagnose_run, projection
+from parity.diagnose.causes import Side, unit, within
 from parity.diagnose.opaque import (
     constant_factor,
+    factor_fix,
     is_opaque,
     strip_accents,
     swap_symbols,
@@ -143,6 +145,58 @@ def test_constant_factor_finds_one_ratio_and_refuses_a_varying_one() -> None:
     assert not ok.any() and np.isnan(ratio)  # other directions: not a factor
 
 
+def test_noise_on_vectors_without_a_normalize_module_is_not_a_constant_factor() -> None:
+    # norm-8 vectors (a model without Normalize) plus fp16-sized noise: scaled to unit length
+    # the noise shrinks eightfold and the directions "align", the norm ratios sit near 1; no
+    # factor reproduces the other side, so this is no normalization cause
+    rng = np.random.default_rng(0)
+    y = unit(rng.normal(size=(20, 384))) * 8.0
+    x = y + rng.normal(scale=2e-3, size=y.shape)
+    failing = ~within(x, y, Tolerance())
+    assert failing.sum() == 20
+    ok, ratio = constant_factor(x, y, Tolerance())
+    assert not ok.any() and np.isnan(ratio)
+
+
+def test_a_small_real_factor_is_found_and_one_that_does_not_reproduce_is_not() -> None:
+    rng = np.random.default_rng(1)
+    y = unit(rng.normal(size=(6, 384))) * 8.0
+    ok, ratio = constant_factor(y * 1.01, y, Tolerance())
+    assert ok.all() and ratio == pytest.approx(1.01)
+    # the lengths differ by 9.43, but noise on top leaves the texts apart even after scaling
+    noisy = (y + rng.normal(scale=2e-3, size=y.shape)) * 9.43
+    ok, _ = constant_factor(noisy, y, Tolerance())
+    assert not ok.any()
+
+
+def side(label: str, spec: str, vectors: np.ndarray, config: dict[str, Any]) -> Side:
+    """A side for the fix rule: a real adapter spec (never loaded) and its described config."""
+    from parity.adapters import AdapterSpec
+
+    built = AdapterSpec.parse(spec).build("model")
+    return Side(label, AdapterSpec.parse(spec), built, vectors, config)
+
+
+def test_the_factor_fix_never_moves_the_side_that_matches_the_model() -> None:
+    raw = np.full((2, 4), 3.0)
+    st = side("st", "sentence-transformers", raw, {"normalize": False})
+    stack = side("stack", "http:url=http://127.0.0.1:9/v1/embeddings", raw * 9.43,
+                 {"protocol": "openai", "normalize": None})  # fmt: skip
+    assert factor_fix(stack, st, 9.43, False) == (
+        "stack returns st's vectors times 9.43 (the model has no Normalize module and st, "
+        "normalize=false, matches it): find where stack rescales its output and remove that, "
+        "or compare with cosine only"
+    )
+    # the model normalizes and neither side does: both depart; openai has no normalize option
+    tei = side("tei", "http:url=http://127.0.0.1:9/embed,protocol=tei", raw,
+               {"protocol": "tei", "normalize": False})  # fmt: skip
+    assert factor_fix(stack, tei, 9.43, True) == (
+        "normalize stack's vectors to unit length yourself (its protocol has no normalize "
+        "option); set normalize=true on tei (the model has a Normalize module and neither "
+        "side returns unit vectors)"
+    )
+
+
 def test_tokenizer_transforms() -> None:
     assert strip_accents("Crème brûlée, naïve café") == "Creme brulee, naive cafe"
     assert swap_symbols("ok 😀 and ☃!") == "ok ☃ and ☄!"
@@ -204,6 +258,44 @@ def test_an_onnx_export_without_the_dense_head_is_a_measured_projection(
     assert f"reproduced onnx:model={exported} on 4/4 texts" in causes[0]["basis"]
 
 
+def test_a_projection_the_model_without_dense_does_not_reproduce_is_inferred(
+    dense_models: dict[int, Path],
+) -> None:
+    # the stack skips the Dense layer AND scales its vectors: the model without 2_Dense gives
+    # unit vectors, the stack 9.43 times them, so the reproduction fails on every text
+    pair, causes = diagnose(
+        dense_models[32], ["sentence-transformers", "opaque-encoder:defect=scaled"], TEXTS
+    )
+    assert pair.dimensions == {"a": 32, "b": 64}
+    assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
+        ("projection", "inferred", len(TEXTS))
+    ]
+    assert causes[0]["basis"] == (
+        "the model's 2_Dense maps 64 to 32 dimensions, the two sides' dimensions; the model "
+        "loaded without 2_Dense did not reproduce opaque-encoder:defect=scaled on these texts, "
+        "so that this layer is the difference is inferred"
+    )
+
+
+def test_a_projection_whose_reproduction_crashes_is_inferred_and_says_why(
+    dense_models: dict[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*args: Any) -> None:
+        raise RuntimeError("cannot load the model")
+
+    monkeypatch.setattr(projection, "_reproduce_projection", crash)
+    pair, causes = diagnose(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    assert pair.dimensions == {"a": 32, "b": 64}
+    assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
+        ("projection", "inferred", len(TEXTS))
+    ]
+    assert causes[0]["basis"] == (
+        "the model's 2_Dense maps 64 to 32 dimensions, the two sides' dimensions; the model "
+        "without 2_Dense could not be run to check (RuntimeError: cannot load the model), so "
+        "that this layer is the difference is inferred"
+    )
+
+
 def test_dimensions_no_dense_explains_are_an_inferred_other_model(
     dense_models: dict[int, Path],
 ) -> None:
@@ -251,6 +343,24 @@ def test_a_side_left_in_train_mode_is_measured_nondeterminism(bpe_model: Path) -
         "opaque-encoder:defect=train-mode returns different vectors for the same request"
     )
     assert causes[0]["stage"] is None
+
+
+def test_once_one_side_explains_every_text_no_probe_runs_on_nothing(bpe_model: Path) -> None:
+    # side a's repeat probe explains every text: b's repeat and both "alone" probes have
+    # nothing left and must not run (embed([]) would raise, np.stack([]) too)
+    pair, causes = diagnose(
+        bpe_model, ["opaque-encoder:defect=train-mode", "sentence-transformers"], TEXTS
+    )
+    assert [(c["cause"], c["evidence"]) for c in causes] == [("nondeterminism", "measured")]
+    opaque = [
+        p
+        for p in pair.diagnosis["probes"]
+        if "the same request twice" in p["probe"] or "each text alone" in p["probe"]
+    ]
+    assert opaque == [
+        {"probe": "opaque-encoder:defect=train-mode: the same request twice", "tried": 4,
+         "explained": 4}
+    ]  # fmt: skip
 
 
 def test_pooling_over_padding_is_measured_batch_dependence(bpe_model: Path) -> None:
@@ -323,7 +433,14 @@ def test_vectors_scaled_by_a_constant_are_a_measured_normalization(
         "constant factor 9.43: same directions, different lengths."
     )
     assert "on 4/4 texts" in causes[0]["basis"]
-    assert causes[0]["fix"].startswith("set normalize=true on sentence-transformers")
+    # the model has no Normalize module and sentence-transformers (normalize=false) matches it:
+    # the stack that scales is the one to change, never normalize=true on the matching side
+    assert causes[0]["fix"] == (
+        "opaque-encoder:defect=scaled returns sentence-transformers' vectors times 9.43 (the "
+        "model has no Normalize module and sentence-transformers, normalize=false, matches it): "
+        "find where opaque-encoder:defect=scaled rescales its output and remove that, or "
+        "compare with cosine only"
+    )
 
 
 def test_a_stack_that_truncates_later_is_a_measured_truncation(bpe_model: Path) -> None:

@@ -25,9 +25,11 @@ from parity.diagnose.causes import (
     Explainer,
     PairContext,
     Side,
+    is_unit,
     unit,
     within,
 )
+from parity.diagnose.outputs import normalization_fix
 from parity.diagnose.probes import STAGE_OF
 from parity.metrics import Tolerance, deltas
 
@@ -39,6 +41,10 @@ RATIO_SPREAD = 1e-3  # |ratio / median - 1| within this counts as one constant f
 # alone vs batched, or between two identical calls, measured on MiniLM and the tiny models)
 NOISE_FACTOR = 10.0
 FLOAT32_FLOOR = 1e-6
+# a constant factor must depart from 1 by more than this (and NOISE_FACTOR times the spread of
+# the texts' ratios): noise on raw vectors leaves ratios within ~3e-4 of 1 (norm-8 vectors,
+# 2e-3 noise, 384 dimensions)
+FACTOR_FLOOR = 1e-3
 
 
 def is_opaque(adapter: Adapter) -> bool:
@@ -54,17 +60,23 @@ def probe_opaque(ex: Explainer, ctx: PairContext) -> None:
     if not ex.remaining or not (is_opaque(ctx.a.adapter) or is_opaque(ctx.b.adapter)):
         return
     sides = [ctx.b] if ctx.frozen_a else [ctx.a, ctx.b]
+    # once every text is explained nothing runs: embed([]) raises, and a probe on no texts
+    # would be listed as skipped with that error
     for side in sides:
         with ex.guard(f"{side.label}: the same request twice"):
-            _probe_repeat(ex, ctx, side)
+            if ex.remaining:
+                _probe_repeat(ex, ctx, side)
     for short, other in ((ctx.a, ctx.b), (ctx.b, ctx.a)):
-        if any(other is side for side in sides):  # only a side we can re-run
+        if ex.remaining and any(other is side for side in sides):  # only a side we can re-run
             with ex.guard(f"{other.label}: texts cut where {short.label} truncates"):
                 probe_truncation(ex, ctx, short, other)
     alone: dict[str, dict[int, np.ndarray]] = {side.label: {} for side in sides}
     for side in sides:
         with ex.guard(f"{side.label}: each text alone"):
-            _probe_alone(ex, ctx, side, alone)
+            if ex.remaining:
+                _probe_alone(ex, ctx, side, alone)
+    if not ex.remaining:
+        return
     if ctx.frozen_a:
         ex.skip("tokenizer normalization", f"{ctx.a.label}'s vectors were recorded elsewhere")
         return
@@ -77,22 +89,32 @@ def probe_opaque(ex: Explainer, ctx: PairContext) -> None:
 
 
 def constant_factor(x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> tuple[np.ndarray, float]:
-    """Per row: same direction and |x| / |y| equal to the rows' median ratio (within
-    RATIO_SPREAD); and that median ratio (nan when no row qualifies)."""
+    """Per row: x is `ratio` times y within tolerance, with one ratio for all rows (the median
+    |x| / |y| of the rows whose directions agree; each row's within RATIO_SPREAD of it) that
+    noise cannot explain (|ratio - 1| above FACTOR_FLOOR and NOISE_FACTOR times the rows'
+    spread); and that ratio (nan when none)."""
     nx = np.linalg.norm(x.astype(np.float64), axis=1)
     ny = np.linalg.norm(y.astype(np.float64), axis=1)
     finite = np.isfinite(nx) & np.isfinite(ny) & (nx > 0) & (ny > 0)
-    ok = np.zeros(len(x), dtype=bool)
+    none = np.zeros(len(x), dtype=bool), float("nan")
     if not finite.any():
-        return ok, float("nan")
-    aligned = np.zeros(len(x), dtype=bool)
+        return none
+    aligned = np.zeros(len(x), dtype=bool)  # same directions: the rows the ratio is taken on
     aligned[finite] = within(unit(x[finite]), unit(y[finite]), tolerance)
     if not aligned.any():
-        return ok, float("nan")
-    ratio = np.where(aligned, nx / np.where(ny > 0, ny, 1.0), np.nan)
+        return none
+    ratio = np.where(aligned, nx / np.where(finite, ny, 1.0), np.nan)
     median = float(np.nanmedian(ratio))
     with np.errstate(invalid="ignore"):
-        ok = aligned & (np.abs(ratio / median - 1.0) <= RATIO_SPREAD)
+        near = aligned & (np.abs(ratio / median - 1.0) <= RATIO_SPREAD)
+    # unit-scaling alone would hide noise (norm-8 vectors shrink it eightfold) and call any
+    # near-1 ratio a factor: the measured factor must reproduce x from y itself
+    ok = near & within(x.astype(np.float64), median * y.astype(np.float64), tolerance)
+    if not ok.any():
+        return none
+    spread = float(np.max(np.abs(ratio[ok] / median - 1.0)))
+    if abs(median - 1.0) <= max(FACTOR_FLOOR, NOISE_FACTOR * spread):
+        return none  # a ratio this close to 1 is noise, not a scale
     return ok, median
 
 
@@ -104,29 +126,83 @@ def probe_factor(ex: Explainer, ctx: PairContext) -> None:
         return
     ok, ratio = constant_factor(ctx.a.vectors[rows], ctx.b.vectors[rows], ctx.tolerance)
     if not ok.any():
-        return  # no text where the directions agree and only the length differs
+        return  # no text that one factor, clear of noise, carries from b to a
     ex.record(
         ("normalization", "factor"),
         "a constant factor",
         rows,
         ok,
-        functools.partial(_factor_cause, ctx.a, ctx.b, ratio),
-        reproduced=f"{ctx.a.label}'s vectors are {ctx.b.label}'s times {ratio:.4g} "
-        f"(directions within tolerance, ratio within {RATIO_SPREAD:g})",
+        functools.partial(_factor_cause, ctx, rows, ratio),
+        reproduced=f"{ctx.b.label}'s vectors times {ratio:.4g} reproduced {ctx.a.label} "
+        f"(each text's length ratio within {RATIO_SPREAD:g} of it)",
     )
 
 
-def _factor_cause(a: Side, b: Side, ratio: float) -> Cause:
-    settable = [s.label for s in (a, b) if s.fixable and "normalize" in s.adapter.all_options()]
-    how = f"set normalize=true on {' and '.join(settable)}" if settable else "normalize both"
+def _factor_cause(ctx: PairContext, rows: list[int], ratio: float) -> Cause:
+    a, b = ctx.a, ctx.b
     return Cause(
         "normalization",
         STAGE_OF["normalization"],
         f"{a.label}'s vectors are {b.label}'s scaled by a constant factor {ratio:.4g}: same "
         "directions, different lengths.",
         0,
-        f"{how} (unit vectors on both sides), or compare with cosine only",
+        factor_fix(a, b, ratio, ctx.reference.get("normalize"), rows),
     )
+
+
+def factor_fix(
+    a: Side, b: Side, ratio: float, model_normalizes: bool | None, rows: list[int] | None = None
+) -> str:
+    """What to change when a's vectors are b's times `ratio` (on `rows`; default all). The rule
+    of normalization_fix: never move a side that matches the model's configuration (Normalize
+    module or not), and name only a normalize option the side has in its configuration."""
+    take = slice(None) if rows is None else rows
+    unit_a, unit_b = bool(is_unit(a.vectors[take]).all()), bool(is_unit(b.vectors[take]).all())
+    if unit_a != unit_b:  # one side unit, the other a multiple of it: unit vs raw
+        unit_side, raw = (a, b) if unit_a else (b, a)
+        return normalization_fix(unit_side, raw, model_normalizes)
+    cosine = "or compare with cosine only"
+    if model_normalizes:  # neither returns unit vectors: both depart from the model
+        steps = [_normalize_step(s) for s in (a, b) if s.fixable]
+        why = "the model has a Normalize module and neither side returns unit vectors"
+        return f"{'; '.join(steps)} ({why})" if steps else f"normalize both sides, {cosine}"
+    # the model (if known) returns raw vectors: normalize=true would move a side away from it
+    matching = [
+        s for s in (a, b) if model_normalizes is False and s.config.get("normalize") is False
+    ]
+    if len(matching) == 1:
+        match = matching[0]
+        depart, times = (b, 1.0 / ratio) if match is a else (a, ratio)
+        return (
+            f"{depart.label} returns {_owner(match.label)} vectors times {times:.4g} (the model "
+            f"has no Normalize module and {match.label}, normalize=false, matches it): find "
+            f"where {depart.label} rescales its output and remove that, {cosine}"
+        )
+    known = "has no Normalize module" if model_normalizes is False else "is not known here"
+    return (
+        f"one side rescales its output (the model {known}, and neither side is shown to "
+        f"match it): find which and remove that, {cosine}"
+    )
+
+
+def _normalize_step(side: Side) -> str:
+    if _has_normalize(side):
+        return f"set normalize=true on {side.label}"
+    why = "its protocol has no" if "protocol" in side.config else "it has no"
+    return (
+        f"normalize {_owner(side.label)} vectors to unit length yourself ({why} normalize option)"
+    )
+
+
+def _has_normalize(side: Side) -> bool:
+    """A normalize option that applies to this side's configuration: http's applies only to
+    protocol=tei (its describe() reports normalize only there; openai reports None)."""
+    options = type(side.adapter).all_options()
+    return side.fixable and "normalize" in options and side.config.get("normalize") is not None
+
+
+def _owner(label: str) -> str:
+    return label + ("'" if label.endswith("s") else "'s")
 
 
 # --- truncation lengths --------------------------------------------------------------------

@@ -62,19 +62,42 @@ def probe_projection(ex: Explainer, ctx: PairContext) -> bool:
         return dim_a != dim_b
     wide, narrow = (ctx.a, ctx.b) if dim_a > dim_b else (ctx.b, ctx.a)
     chain = _matching_chain(ctx, wide.vectors.shape[1], narrow.vectors.shape[1])
+    crash = None
     if chain is not None:
-        with ex.guard(f"{chain.model} without {', '.join(chain.paths)}"):
+        probe = f"{chain.model} without {', '.join(chain.paths)}"
+        try:
             _reproduce_projection(ex, ctx, chain, wide, narrow)
+        except Exception as exc:  # as ex.guard: the probe is skipped, the finding stands
+            crash = f"{type(exc).__name__}: {exc}"
+            ex.skip(probe, crash)
     if ex.remaining:
         rows = list(ex.remaining)
         ex.record(
-            ("projection" if chain else "model-files", "dimensions"),
+            ("projection", "dimensions: inferred") if chain else ("model-files", "dimensions"),
             "dimensions",
             rows,
             np.ones(len(rows), dtype=bool),
-            functools.partial(_dimension_cause, chain, wide, narrow),
+            functools.partial(_unreproduced_cause, chain, wide, narrow, crash),
         )
     return True
+
+
+def _unreproduced_cause(
+    chain: DenseChain | None, wide: Side, narrow: Side, crash: str | None
+) -> Cause:
+    """The texts the model without its Dense layers did not reproduce (or could not be run
+    on): a projection only inferred from the shapes; with no chain, another model."""
+    cause = _dimension_cause(chain, wide, narrow)
+    if chain is None:
+        return cause
+    layers = ", ".join(chain.paths)
+    if crash is None:
+        why = f"the model loaded without {layers} did not reproduce {wide.label} on these texts"
+    else:
+        why = f"the model without {layers} could not be run to check ({crash})"
+    cause.evidence = INFERRED
+    cause.basis += f"; {why}, so that this layer is the difference is inferred"
+    return cause
 
 
 def _matching_chain(ctx: PairContext, wide: int, narrow: int) -> DenseChain | None:
