@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import ParityInputError
+from parity.errors import AdapterUnavailable, ParityInputError
 from parity.modelinfo import resolve_model
 
 MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and newer only
@@ -81,8 +82,7 @@ def _check_request(source: Path, target: Path, opset: int, quantize: str | None)
         raise ParityInputError(
             f"--out {str(target)!r} {what}; choose a new directory (export-onnx never overwrites)"
         )
-    import onnx
-
+    onnx = _onnx()
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ParityInputError(
@@ -102,6 +102,27 @@ def _check_request(source: Path, target: Path, opset: int, quantize: str | None)
             f"{source} has modules export-onnx cannot carry outside the graph: "
             f"{', '.join(extra)}; it exports the transformer, pooling and normalization only"
         )
+
+
+def _onnx() -> Any:
+    """The onnx package, or AdapterUnavailable with the install step: the export also needs
+    onnxscript (torch's torch.export-based exporter writes the graph with it)."""
+    missing = ""
+    try:
+        import onnx
+    except ImportError:
+        missing = "onnx"
+    try:
+        if importlib.util.find_spec("onnxscript") is None:
+            missing = missing or "onnxscript"
+    except (ImportError, ValueError):  # ValueError: sys.modules holds None for it
+        missing = missing or "onnxscript"
+    if missing:
+        raise AdapterUnavailable(
+            f"export-onnx needs the {missing} package, which is not installed; install with "
+            "`pip install 'parity[onnx]'`"
+        )
+    return onnx
 
 
 def _modules(source: Path) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +360,23 @@ def test_export_onnx_cli_writes_a_model_directory_with_dynamic_axes(
         assert adapter.embed(["one", "two texts", "three texts here"]).shape == (3, 64)
     assert described["pooling"] == "cls" and described["quantized"] is True
     assert described["quantized_operators"]["MatMulInteger"] > 0
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxscript"])
+def test_export_onnx_without_the_onnx_extra_is_exit_2_with_the_install_step(
+    missing: str,
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a None entry in sys.modules makes `import onnx` raise ImportError, as on an install
+    # without the extra; before, that ImportError was exit 3 with a traceback
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert main(["export-onnx", "--model", str(bpe_model), "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        f"export-onnx needs the {missing} package, which is not installed; install with "
+        "`pip install 'parity[onnx]'`"
+    )
+    assert len(err.splitlines()) == 1 and not (tmp_path / "new").exists()
