@@ -14,6 +14,10 @@ from parity.adapters import Adapter, AdapterSpec
 # tests that use the embedding cache pass --cache DIR; nothing else may reuse another test's
 # vectors (subprocesses inherit this)
 os.environ["PARITY_CACHE"] = "off"
+# on GitHub Actions every command a test runs would append to the real job summary and print
+# ::error lines into the job's log: tests that check that set them with monkeypatch
+for _name in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,47 @@ def test_the_closing_table_has_the_worst_metric_failures_cause_and_report_path()
         "st vs bce     euclidean 2 > 0.05   1/2      truncation (measured)",
         "report: reports/latest/report.html",
     ]
+
+
+def _gate(**baseline: Any) -> dict[str, Any]:
+    """`make gate`'s shape: both adapters match their baseline, and st vs bce fails as it did
+    when the baseline was made (truncation), so the gate passes."""
+    pair = _summary()["pairs"][1]
+    section = {
+        "adapters": {"st": {"drifted": False, "failures": 0, "n": 2}},
+        "newly_failing_pairs": [],
+        "ndcg_failures": [],
+        "max_ndcg_drop": 0.005,
+        "updated": None,
+    } | baseline
+    drift = pair | {"a": "st@baseline", "b": "st", "kind": "baseline", "adapter": "st"}
+    drift |= {"passed": True, "failures": 0, "causes": []}
+    return {"passed": True, "baseline": section, "pairs": [drift, pair | {"kind": "cross"}]}
+
+
+def test_a_passing_gate_annotates_nothing_for_failures_that_predate_the_baseline() -> None:
+    assert error_annotations(_gate()) == []
+    newly = error_annotations(_gate(newly_failing_pairs=["st vs bce"]))
+    assert newly == [
+        "::error title=parity%3A st vs bce::passed at baseline time, fails now: 1 of 2 texts "
+        "beyond tolerance; truncation: bce truncates at 512 tokens,%0Ast at 256. "
+        "Fix: set max_length=256 on bce (50%25 of texts)"
+    ]
+
+
+def test_a_gate_annotates_drift_and_ndcg_drops_but_nothing_once_updated() -> None:
+    drifted = _gate(adapters={"st": {"drifted": True, "failures": 1, "n": 2}}, ndcg_failures=["st"])
+    drifted["pairs"][0] |= {"passed": False, "failures": 1}
+    assert error_annotations(drifted) == [
+        "::error title=parity%3A st against the baseline::1 of 2 texts beyond tolerance; "
+        "nDCG@10 dropped more than 0.005 from the baseline"
+    ]
+    updated = drifted | {"baseline": drifted["baseline"] | {"updated": "baselines/main"}}
+    assert error_annotations(updated) == []
+
+
+def test_the_suite_never_writes_to_a_real_github_job_summary() -> None:
+    # conftest removes both at import: on GitHub Actions every command a test runs would
+    # otherwise append to the job's summary and print ::error lines into its log
+    assert "GITHUB_STEP_SUMMARY" not in os.environ
+    assert "GITHUB_ACTIONS" not in os.environ

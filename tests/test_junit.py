@@ -15,10 +15,11 @@ from parity.cli import main
 from parity.cli.parser import build_parser
 from parity.report.junit import build_junit
 
-# junit-10.xsd (jenkinsci/xunit-plugin, src/main/resources/.../xsd/junit-10.xsd), transcribed:
-# per element, the attributes it allows, those it requires, and the child elements it allows.
-# No XSD validator (lxml, xmlschema) is installed here, so these rules are checked with
-# xml.etree; SUREFIRE_TIME is the schema's pattern for `time`.
+# junit-10.xsd (jenkinsci/xunit-plugin, src/main/resources/.../xsd/junit-10.xsd; pytest keeps a
+# copy in testing/example_scripts), transcribed: per element, the attributes it allows, those it
+# requires, and the child elements it allows. No XSD validator (lxml, xmlschema) is installed
+# here, so these rules are checked with xml.etree. SUREFIRE_TIME is the schema's pattern for
+# `time` (at most 3 decimals), checked on every element that has one, testcases included.
 SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
     "testsuites": ({"name", "time", "tests", "failures", "errors"}, set(), {"testsuite"}),
     "testsuite": (
@@ -33,13 +34,21 @@ SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"skipped", "error", "failure", "system-out", "system-err"},
     ),
     "failure": ({"type", "message"}, set(), set()),
+    "error": ({"type", "message"}, set(), set()),
     "system-out": (set(), set(), set()),
 }
-SUREFIRE_TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?")
+# the child order of the schema's sequences (junit-10's older releases and junit-4.xsd, which
+# stricter readers still apply; the newest junit-10 allows any order, so this one fits both)
+ORDER = {
+    "testsuites": ["testsuite"],
+    "testsuite": ["testsuite", "properties", "testcase", "system-out", "system-err"],
+    "testcase": ["skipped", "error", "failure", "system-out", "system-err"],
+}
+SUREFIRE_TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]{0,3})?")
 
 
 def validate(xml: str) -> ET.Element:
-    """Parse and check every element against SCHEMA; return the root."""
+    """Parse and check every element against SCHEMA and ORDER; return the root."""
     root = ET.fromstring(xml)
     assert root.tag == "testsuites"
     for element in root.iter():
@@ -47,12 +56,15 @@ def validate(xml: str) -> ET.Element:
         assert set(element.attrib) <= allowed, (element.tag, element.attrib)
         assert required <= set(element.attrib), (element.tag, element.attrib)
         assert {child.tag for child in element} <= children, element.tag
-        if "time" in element.attrib and element.tag in ("testsuites", "testsuite"):
+        ranks = [ORDER[element.tag].index(child.tag) for child in element]
+        assert ranks == sorted(ranks), (element.tag, [child.tag for child in element])
+        if "time" in element.attrib:
             assert SUREFIRE_TIME.fullmatch(element.attrib["time"]), element.attrib["time"]
     for suite in root.iter("testsuite"):
         cases = suite.findall("testcase")
         assert int(suite.attrib["tests"]) == len(cases)
         assert int(suite.attrib["failures"]) == sum(c.find("failure") is not None for c in cases)
+        assert int(suite.attrib["errors"]) == sum(c.find("error") is not None for c in cases)
     return root
 
 
@@ -178,3 +190,95 @@ def test_parity_gate_writes_a_testcase_per_adapter_and_cross_pair(
         cases["custom vs langchain"].findtext("system-out") or ""
     )
     assert root.attrib["failures"] == "0" and root.attrib["tests"] == "3"
+
+
+def _gate_summary(**baseline: Any) -> dict[str, Any]:
+    """A gate over st and bce: bce drifted from its baseline, and st vs bce fails (as it did
+    when the baseline was made, unless newly_failing_pairs says otherwise)."""
+    section = {
+        "adapters": {
+            "st": {"drifted": False, "failures": 0, "n": 120},
+            "bce": {"drifted": True, "failures": 20, "n": 120},
+        },
+        "newly_failing_pairs": [],
+        "ndcg_failures": [],
+        "max_ndcg_drop": 0.005,
+        "updated": None,
+    } | baseline
+    pairs = [
+        _pair("st@baseline", "st", 0, kind="baseline", adapter="st"),
+        _pair("bce@baseline", "bce", 20, kind="baseline", adapter="bce", causes=[TRUNCATION]),
+        _pair("st", "bce", 20, kind="cross", causes=[TRUNCATION]),
+    ]
+    return {"tolerance": TOLERANCE, "pairs": pairs, "baseline": section}
+
+
+def test_gate_update_reports_the_drift_but_fails_nothing_as_the_command_passes() -> None:
+    summary = _gate_summary(updated="baselines/main", newly_failing_pairs=["st vs bce"])
+    summary["passed"] = True  # what cmd_gate does with --update: exit 0, "UPDATED"
+    root = validate(build_junit(summary, "parity gate"))
+    assert root.attrib["failures"] == "0" and root.attrib["tests"] == "3"
+    bce = next(c for c in root.iter("testcase") if c.attrib["name"] == "bce against the baseline")
+    assert "accepted: --update replaced the baseline (baselines/main)" in (
+        bce.findtext("system-out") or ""
+    )
+
+
+def test_gate_junit_failures_are_what_decides_the_verdict() -> None:
+    root = validate(build_junit(_gate_summary(ndcg_failures=["st"]), "parity gate"))
+    failures = {
+        c.attrib["name"]: f.attrib["message"]
+        for c in root.iter("testcase")
+        if (f := c.find("failure")) is not None
+    }
+    assert list(failures) == ["st against the baseline", "bce against the baseline"]
+    assert failures["st against the baseline"] == (
+        "nDCG@10 dropped more than 0.005 from the baseline"
+    )
+    assert failures["bce against the baseline"].startswith("truncation (measured): bce trunc")
+    passing = _gate_summary(adapters={"st": {"drifted": False, "failures": 0, "n": 120}})
+    passing["pairs"] = [p for p in passing["pairs"] if p.get("adapter") != "bce"]
+    assert validate(build_junit(passing, "parity gate")).attrib["failures"] == "0"
+
+
+def test_control_characters_in_labels_and_texts_are_escaped_so_the_file_parses() -> None:
+    cause = TRUNCATION | {"detail": "text 'a\x01b\x0bc' differs\x00"}
+    summary = {"tolerance": TOLERANCE, "pairs": [_pair("st", "b\x1fce", 3, causes=[cause])]}
+    root = validate(build_junit(summary, "parity run"))  # ET.fromstring raised before
+    (case,) = root.iter("testcase")
+    assert case.attrib["name"] == "st vs b\\x1fce"
+    failure = case.find("failure")
+    assert failure is not None
+    assert "text 'a\\x01b\\x0bc' differs\\x00" in failure.attrib["message"]
+    assert "text 'a\\x01b\\x0bc' differs\\x00" in (failure.text or "")
+    assert "st vs b\\x1fce: 3 of 120 texts fail" in (case.findtext("system-out") or "")
+
+
+def test_the_checker_rejects_children_out_of_the_schemas_order() -> None:
+    case = '<testcase name="x" time="0"><system-out>o</system-out><failure message="m"/></testcase>'
+    bad = f'<testsuites><testsuite name="s" tests="1" failures="1" errors="0">{case}</testsuite></testsuites>'
+    with pytest.raises(AssertionError, match="system-out"):
+        validate(bad)
+    with pytest.raises(AssertionError, match=r"0\.1234"):
+        validate(bad.replace('time="0"', 'time="0.1234"').replace("<system-out>o</system-out>", ""))
+
+
+def test_an_input_error_replaces_an_earlier_junit_file_with_an_error_testcase(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "parity.xml"
+    summary = {"tolerance": TOLERANCE, "pairs": [_pair("custom", "langchain", 0)]}
+    junit.write_text(build_junit(summary))  # an earlier run's passing testcase
+    argv = ["run", "--model", str(bpe_model), "--texts", str(tmp_path / "missing.jsonl")]
+    argv += ["--adapter", "custom", "--adapter", "langchain", "--junit", str(junit)]
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    root = validate(junit.read_text())
+    assert root.attrib["tests"] == "1" and root.attrib["errors"] == "1"
+    assert root.attrib["failures"] == "0"
+    (case,) = root.iter("testcase")
+    assert case.attrib["name"] == "parity run"
+    error = case.find("error")
+    assert error is not None and error.attrib["type"] == "error"
+    assert error.attrib["message"] == line.removeprefix("parity: ")
+    assert "missing.jsonl" in error.attrib["message"]

@@ -15,8 +15,9 @@ from parity.adapters import AdapterSpec
 from parity.cli import main
 from parity.compare import Comparison, compare_pair
 from parity.errors import ParityInputError
+from parity.files import current_umask
 from parity.metrics import Tolerance
-from parity.report.results import COLUMNS, load_results, results_frame
+from parity.report.results import COLUMNS, load_results, results_frame, write_results
 from parity.report.summary import build_summary
 
 # 3 short texts, 3 long ones: a side that truncates at 8 tokens differs only on the long ones
@@ -142,3 +143,32 @@ def test_every_failing_text_keeps_its_cause_past_the_first_50() -> None:
     assert frame["cause"].tolist() == ["strip", "pooling"] * 60
     listed = pair.as_dict()["causes"]
     assert [len(c["indices"]) for c in listed] == [50, 50]
+
+
+def _small_frame() -> pd.DataFrame:
+    a = np.eye(3, 4)
+    pairs = [compare_pair("x", a, "y", a.copy(), ["a", "b", "c"])]
+    return results_frame(Comparison(pairs, Tolerance()))
+
+
+def test_a_run_without_csv_removes_the_csv_an_earlier_run_left(tmp_path: Path) -> None:
+    frame = _small_frame()
+    assert write_results(tmp_path, frame, csv=True) == [
+        tmp_path / "results.parquet",
+        tmp_path / "results.csv",
+    ]
+    assert write_results(tmp_path, frame) == [tmp_path / "results.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.parquet"]
+
+
+def test_results_go_through_a_temp_file_of_their_own(tmp_path: Path) -> None:
+    # what a second run into the same --out holds while it writes: the old fixed temp name
+    (tmp_path / "results.parquet.tmp").mkdir()
+    (tmp_path / "results.csv.tmp").mkdir()
+    paths = write_results(tmp_path, _small_frame(), csv=True)
+    assert len(load_results(tmp_path)) == 3
+    assert len(pd.read_csv(paths[1])) == 3
+    # no temp file of this run is left beside them
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["results.csv", "results.csv.tmp", "results.parquet", "results.parquet.tmp"]
+    assert (paths[0].stat().st_mode & 0o777) == 0o666 & ~current_umask()

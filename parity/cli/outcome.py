@@ -89,6 +89,13 @@ def handled(exc: Exception, args: argparse.Namespace, argv: list[str], log: Warn
         code = EXIT_INTERNAL
     if out and Path(out).is_dir():  # an input error creates no --out; a crash's error.log did
         write_error_summary(Path(out), line.removeprefix("parity: "), code, log)
+    junit = getattr(args, "junit", None) if args.command in REPORT_COMMANDS else None
+    if junit:  # CI reads this file: it must show this run's error, not an earlier run's cases
+        from parity.report.junit import write_error_junit
+
+        write_error_junit(
+            Path(junit).expanduser(), f"parity {args.command}", line.removeprefix("parity: ")
+        )
     print(line, file=sys.stderr)
     return code
 

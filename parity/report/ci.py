@@ -33,17 +33,50 @@ def _escape(text: str, *, prop: bool = False) -> str:
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
-def error_annotations(summary: dict[str, Any]) -> list[str]:
-    """One `::error` line per failing pair: its failures and top cause with the fix."""
-    lines = []
-    for pair in (p for p in summary["pairs"] if not p["passed"]):
+def _pair_message(pair: dict[str, Any]) -> str:
+    message = f"{pair['failures']} of {pair['n']} texts beyond tolerance"
+    if pair.get("causes"):
+        top = pair["causes"][0]
+        message += f"; {top['cause']}: {top['detail']} Fix: {top['fix']}"
+    return message
+
+
+def verdict_failures(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, message) of each failure behind the verdict: every failing pair of a run; for the
+    gate only what decides it (an adapter that drifted or lost nDCG@10, a cross pair that passed
+    at baseline time and fails now), and nothing once --update replaced the baseline."""
+    pairs = summary["pairs"]
+    baseline = summary.get("baseline")
+    if not baseline:
+        return [(f"{p['a']} vs {p['b']}", _pair_message(p)) for p in pairs if not p["passed"]]
+    if baseline.get("updated"):  # the command accepted the drift and passed (exit 0)
+        return []
+    drift = {p.get("adapter"): p for p in pairs if p.get("kind") == "baseline"}
+    found = []
+    for label, entry in baseline["adapters"].items():
+        parts = []
+        if entry["drifted"]:
+            pair = drift.get(label)
+            parts.append(_pair_message(pair) if pair else f"{entry['failures']} texts drifted")
+        if label in baseline.get("ndcg_failures", []):
+            drop = baseline["max_ndcg_drop"]
+            parts.append(f"nDCG@10 dropped more than {drop:g} from the baseline")
+        if parts:
+            found.append((f"{label} against the baseline", "; ".join(parts)))
+    newly = set(baseline.get("newly_failing_pairs", []))
+    for pair in (p for p in pairs if p.get("kind") != "baseline"):
         name = f"{pair['a']} vs {pair['b']}"
-        message = f"{pair['failures']} of {pair['n']} texts beyond tolerance"
-        if pair.get("causes"):
-            top = pair["causes"][0]
-            message += f"; {top['cause']}: {top['detail']} Fix: {top['fix']}"
-        lines.append(f"::error title={_escape('parity: ' + name, prop=True)}::{_escape(message)}")
-    return lines
+        if name in newly:
+            found.append((name, "passed at baseline time, fails now: " + _pair_message(pair)))
+    return found
+
+
+def error_annotations(summary: dict[str, Any]) -> list[str]:
+    """One `::error` line per failure behind the verdict (see verdict_failures)."""
+    return [
+        f"::error title={_escape('parity: ' + name, prop=True)}::{_escape(message)}"
+        for name, message in verdict_failures(summary)
+    ]
 
 
 def publish(

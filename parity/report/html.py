@@ -33,7 +33,11 @@ from parity.report.markdown import (
 from parity.report.results import pair_name
 
 TEMPLATES = Path(__file__).parent / "templates"
-SCATTER_POINTS = 1500  # per side and pair: the max-per-token-count line covers every row
+# texts drawn as dots on the page, shared by all pairs (each is a dot on both sides): plotly
+# writes JSON with \\u escapes, so a 40-character non-ASCII hover text costs ~250 bytes a dot;
+# the max-per-token-count line covers every row whatever the sample
+SCATTER_BUDGET = 4000
+HOVER_CHARS = 40
 HIST_BINS = 40
 LOG_FLOOR = 1e-12  # a delta of exactly 0 is drawn here on the log axes
 PREVIEW_CHARS = 400
@@ -194,7 +198,7 @@ def distribution_figure(rows: pd.DataFrame, tolerance: dict[str, Any]) -> go.Fig
     return figure
 
 
-def sample_rows(rows: pd.DataFrame, limit: int = SCATTER_POINTS) -> pd.DataFrame:
+def sample_rows(rows: pd.DataFrame, limit: int = SCATTER_BUDGET) -> pd.DataFrame:
     """At most `limit` rows: every failing text first (up to half), then a fixed random sample."""
     if len(rows) <= limit:
         return rows
@@ -205,16 +209,20 @@ def sample_rows(rows: pd.DataFrame, limit: int = SCATTER_POINTS) -> pd.DataFrame
 
 
 def length_figure(
-    rows: pd.DataFrame, tolerance: dict[str, Any], configs: dict[str, dict[str, Any]]
+    rows: pd.DataFrame,
+    tolerance: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
+    dots: int = SCATTER_BUDGET,
 ) -> go.Figure | None:
     """Euclidean delta against each side's token count: a side that truncates differently shows
     as a step (deltas jump where the shorter max_length starts to cut). The line is the largest
-    delta at each token count over every text; the dots are a sample. None without token counts."""
+    delta at each token count over every text; the dots are a sample of `dots` texts. None
+    without token counts."""
     sides = [s for s in ("a", "b") if rows[f"tokens_{s}"].notna().any()]
     if not sides:
         return None
     figure = go.Figure()
-    points = sample_rows(rows)
+    points = sample_rows(rows, dots)
     for side, colour in zip(sides, ("#1565c0", "#ef6c00"), strict=False):
         label = str(rows[side].iloc[0])
         counts = rows[f"tokens_{side}"].astype("float64")
@@ -265,7 +273,10 @@ def _length_points(points: pd.DataFrame, side: str, label: str, colour: str) -> 
         mode="markers",
         marker={"color": colour, "size": 5, "opacity": 0.5},
         name=f"texts by tokens of {label}",
-        text=[f"#{i} {t[:60]!r}" for i, t in zip(points["text_id"], points["text"], strict=True)],
+        text=[
+            f"#{i} {t[:HOVER_CHARS]!r}"
+            for i, t in zip(points["text_id"], points["text"], strict=True)
+        ],
         hovertemplate="%{text}<br>%{x} tokens, euclidean %{y:.3g}<extra></extra>",
     )
 
@@ -332,7 +343,8 @@ def _pair_views(
         view: dict[str, Any] = {"pair": pair, "name": name, "same_as": None, "worst": []}
         dist = distribution_figure(rows, tolerance)
         view["distribution"] = _figure_html(dist, f"pair{number}-distribution")
-        length = length_figure(rows, tolerance, configs) if len(rows) else None
+        dots = SCATTER_BUDGET // len(summary["pairs"])  # the page's budget, shared
+        length = length_figure(rows, tolerance, configs, dots) if len(rows) else None
         view["length"] = None if length is None else _figure_html(length, f"pair{number}-length")
         key = worst_key(pair)
         if not pair["passed"] and key in shown:

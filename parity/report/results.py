@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from parity.errors import ParityInputError
-from parity.files import os_reason
+from parity.files import current_umask, os_reason
 from parity.metrics import DIMENSION, METRICS, NON_FINITE, MetricStats, Tolerance
 
 if TYPE_CHECKING:
@@ -114,23 +116,39 @@ def _token_counts(token_lists: list[list[str]] | None, n: int) -> pd.Series:
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, *, csv: bool = False) -> list[Path]:
-    """Write results.parquet (and results.csv with csv=True) into out_dir; return the paths."""
+    """Write results.parquet (and results.csv with csv=True, else remove one an earlier run left)
+    into out_dir; return the paths. Each goes through a temp file of its own (two runs into one
+    --out never share one) renamed over the target."""
     paths = [out_dir / RESULTS_FILE] + ([out_dir / CSV_FILE] if csv else [])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not csv:  # an earlier --csv run's rows must not outlive this run's verdict
+            (out_dir / CSV_FILE).unlink(missing_ok=True)
         for path in paths:
-            tmp = path.with_name(path.name + ".tmp")
-            if path.suffix == ".parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, index=False)
-            tmp.replace(path)
+            _write_via_temp(path, frame)
     except OSError as exc:
         raise ParityInputError(
             f"{exc.filename or out_dir}: cannot write the per-text results: {os_reason(exc)}; "
             "give --out a writable directory"
         ) from exc
     return paths
+
+
+def _write_via_temp(path: Path, frame: pd.DataFrame) -> None:
+    """As files.write_atomic: a unique temp file beside `path` (mkstemp), renamed over it."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600, as a plain open() would not
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_results(directory: str | Path) -> pd.DataFrame:
