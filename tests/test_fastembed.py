@@ -86,3 +86,27 @@ def test_fastembed_truncating_at_512_is_found_as_truncation(
     assert (cause["cause"], cause["evidence"]) == ("truncation", MEASURED)
     assert cause["explained"] == pair["failures"] == 20
     assert cause["fix"].startswith(f"set max_length=256 on {label}")
+
+
+def test_a_model_fastembed_cannot_load_leaves_no_cache_directory_behind(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import tempfile
+
+    from parity.errors import AdapterError
+
+    model = tmp_path / "model"
+    shutil.copytree(bpe_model, model)
+    (model / "model.onnx").write_bytes(b"not an onnx graph")  # onnxruntime refuses it
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp creates it
+    adapter = AdapterSpec.parse(f"fastembed:model={model}").build("")
+    with pytest.raises(AdapterError) as error:
+        adapter.load()
+    assert str(error.value).endswith(
+        f"{model / 'model.onnx'} is not a valid ONNX graph; export it again with "
+        "`parity export-onnx`"
+    )  # before: onnxruntime's InvalidProtobuf was a crash (exit 3)
+    assert list(scratch.iterdir()) == []  # before: parity-fastembed-* stayed behind

@@ -75,6 +75,21 @@ class FastEmbedAdapter(Adapter):
         self.normalize = info.normalize if normalize == "auto" else bool(normalize)
         # fastembed writes nothing under specific_model_path, but it creates its cache_dir
         self.cache_dir = tempfile.mkdtemp(prefix="parity-fastembed-")
+        try:
+            self._load_embedding(path)
+        except BaseException as exc:
+            # close() runs only after a load that succeeded: remove the directory here
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+            from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf
+
+            if isinstance(exc, InvalidProtobuf):  # a damaged file is the user's input: exit 2
+                raise AdapterError(
+                    f"{self.label}: {path / ONNX_FILE} is not a valid ONNX graph; export it "
+                    "again with `parity export-onnx`"
+                ) from exc
+            raise
+
+    def _load_embedding(self, path: Path) -> None:
         self.embedding = self._text_embedding(path)
         self.tokenizer = self.embedding.model.tokenizer
         if self.config["max_length"] != "auto":
