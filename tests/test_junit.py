@@ -282,3 +282,28 @@ def test_an_input_error_replaces_an_earlier_junit_file_with_an_error_testcase(
     assert error is not None and error.attrib["type"] == "error"
     assert error.attrib["message"] == line.removeprefix("parity: ")
     assert "missing.jsonl" in error.attrib["message"]
+
+
+@pytest.mark.slow
+def test_gate_junit_and_annotations_agree_with_the_exit_code_with_and_without_update(
+    bpe_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    edge = ["  hello world", "hello world  ", "\tfoo bar\n", "plain text", " x ", "tail\n"]
+    texts = tmp_path / "edge.jsonl"
+    texts.write_text("".join(json.dumps(t) + "\n" for t in edge))
+    baseline, junit = tmp_path / "base", tmp_path / "gate.xml"
+    create = ["baseline", "create", "--model", str(bpe_model), "--texts", str(texts), "--quiet"]
+    assert main([*create, "--adapter", "custom:strip=true", "--out", str(baseline)]) == 0
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    gate = ["gate", "--baseline", str(baseline), "--adapter", "custom", "--quiet"]
+    assert main([*gate, "--junit", str(junit)]) == 1  # custom no longer strips: drifted
+    root = validate(junit.read_text())
+    assert root.attrib["failures"] == "1"
+    assert "::error title=parity%3A custom against the baseline::" in capsys.readouterr().err
+    assert main([*gate, "--junit", str(junit), "--update"]) == 0
+    root = validate(junit.read_text())
+    assert root.attrib["failures"] == "0" and root.attrib["tests"] == "1"
+    assert "::error" not in capsys.readouterr().err
