@@ -197,6 +197,20 @@ def test_the_factor_fix_never_moves_the_side_that_matches_the_model() -> None:
     )
 
 
+def test_a_unit_side_and_a_multiple_of_it_take_the_unit_rule_without_openai_options() -> None:
+    # the model normalizes, st returns unit vectors, the server 9.43 times them over the openai
+    # protocol, which sends no normalize: the server departs and has no option to set
+    vectors = unit(np.arange(1.0, 9.0).reshape(2, 4))
+    st = side("st", "sentence-transformers", vectors, {"normalize": True})
+    server = side("server", "http:url=http://127.0.0.1:9/v1/embeddings", vectors * 9.43,
+                  {"protocol": "openai", "normalize": None})  # fmt: skip
+    assert factor_fix(server, st, 9.43, True) == (
+        "server does not normalize its output and has no option to turn it on (the model has "
+        "a Normalize module, so server is the side that departs); normalize server's vectors "
+        "to unit length yourself, or compare with cosine"
+    )
+
+
 def test_tokenizer_transforms() -> None:
     assert strip_accents("Crème brûlée, naïve café") == "Creme brulee, naive cafe"
     assert swap_symbols("ok 😀 and ☃!") == "ok ☃ and ☄!"

@@ -29,7 +29,7 @@ from parity.diagnose.causes import (
     unit,
     within,
 )
-from parity.diagnose.outputs import normalization_fix
+from parity.diagnose.outputs import normalization_fix, settable_normalize
 from parity.diagnose.probes import STAGE_OF
 from parity.metrics import Tolerance, deltas
 
@@ -186,19 +186,12 @@ def factor_fix(
 
 
 def _normalize_step(side: Side) -> str:
-    if _has_normalize(side):
+    if settable_normalize(side):
         return f"set normalize=true on {side.label}"
     why = "its protocol has no" if "protocol" in side.config else "it has no"
     return (
         f"normalize {_owner(side.label)} vectors to unit length yourself ({why} normalize option)"
     )
-
-
-def _has_normalize(side: Side) -> bool:
-    """A normalize option that applies to this side's configuration: http's applies only to
-    protocol=tei (its describe() reports normalize only there; openai reports None)."""
-    options = type(side.adapter).all_options()
-    return side.fixable and "normalize" in options and side.config.get("normalize") is not None
 
 
 def _owner(label: str) -> str:

@@ -132,20 +132,23 @@ def normalization_fix(unit_side: Side, raw: Side, model_normalizes: bool | None)
     if model_normalizes is not None:
         departing, matching = (raw, unit_side) if model_normalizes else (unit_side, raw)
         note = "has a" if model_normalizes else "has no"
-        if _settable(departing):
+        if settable_normalize(departing):
             state = "true" if model_normalizes else "false"
             return f"set normalize={state} on {departing.label} (the model {note} Normalize module)"
         if departing.fixable:
             return _unsettable_fix(departing, matching, model_normalizes, note)
     for side in (raw, unit_side):
-        if _settable(side):
+        if settable_normalize(side):
             state = "true" if side is raw else "false"
             return f"set normalize={state} on {side.label} to match the other side, {cosine}"
     return f"normalize {raw.label}'s vectors yourself, {cosine}"
 
 
-def _settable(side: Side) -> bool:
-    return side.fixable and "normalize" in type(side.adapter).all_options()
+def settable_normalize(side: Side) -> bool:
+    """A normalize option that applies to this configuration: http's only to protocol=tei (its
+    describe() reports normalize there, None over openai, which sends no such field)."""
+    options = type(side.adapter).all_options()
+    return side.fixable and "normalize" in options and side.config.get("normalize") is not None
 
 
 def _unsettable_fix(departing: Side, matching: Side, model_normalizes: bool, note: str) -> str:
@@ -156,7 +159,7 @@ def _unsettable_fix(departing: Side, matching: Side, model_normalizes: bool, not
         what = f"normalize {_owner(departing.label)} vectors to unit length yourself"
     else:
         does, can = "normalizes its output", "to turn it off"
-        how = "(normalize=true)" if _settable(matching) else "to unit length yourself"
+        how = "(normalize=true)" if settable_normalize(matching) else "to unit length yourself"
         what = (
             f"normalize {_owner(matching.label)} vectors {how} only if you compare against "
             f"{departing.label}"
