@@ -101,7 +101,9 @@ def _gate_cases(suite: ET.Element, summary: dict[str, Any], classname: str) -> N
             failure = (drop if failure is None else f"{failure[0]}; {drop}", "ranking")
         if name in failing and failure is None:  # drifted, with no pair in the summary
             failure = (failing[name], "drift")
-        if baseline.get("updated") and (entry["drifted"] or label in baseline["ndcg_failures"]):
+        if baseline.get("updated") and (
+            entry["drifted"] or label in baseline.get("ndcg_failures", [])
+        ):
             out += updated
         _testcase(suite, classname, name, out, failure)
     for pair in (p for p in summary["pairs"] if p.get("kind") != "baseline"):
