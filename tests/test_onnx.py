@@ -204,6 +204,21 @@ def test_onnx_adapter_without_model_onnx_is_exit_2(
     assert f"no model.onnx in {str(bpe_model)!r}" in capsys.readouterr().err
 
 
+def test_a_damaged_model_onnx_is_exit_2_naming_the_directory(
+    bpe_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(bpe_model, damaged)
+    (damaged / "model.onnx").write_bytes(b"not a protobuf graph")
+    argv = ["run", "--model", str(bpe_model), "--adapter", "custom", "--adapter"]
+    code = main([*argv, f"onnx:model={damaged}", "--texts", str(_texts(tmp_path)), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"cannot load a model from {str(damaged)!r} (InvalidProtobuf" in err
+
+
 def _corpus_head(tmp_path: Path, n: int = 24) -> Path:
     """The first built-in texts (English, Chinese, edge cases), one JSON string a line: diagnosis
     of an int8 pair probes every text, so fewer texts keep these tests short."""

@@ -126,12 +126,21 @@ def is_loading_error(exc: Exception) -> bool:
 
     Measured on a damaged tiny model: a missing or invalid config.json or weights file raises
     OSError or ValueError (json.JSONDecodeError is one) from transformers/sentence-transformers,
-    damaged weights SafetensorError or pickle.UnpicklingError (a .bin through torch.load), and a
-    tokenizer.json the Rust tokenizers library cannot parse a bare Exception.
+    damaged weights SafetensorError or pickle.UnpicklingError (a .bin through torch.load), a
+    tokenizer.json the Rust tokenizers library cannot parse a bare Exception, and a damaged
+    model.onnx onnxruntime's InvalidProtobuf.
     """
     import pickle
 
     if isinstance(exc, (OSError, ValueError, pickle.UnpicklingError)) or type(exc) is Exception:
+        return True
+    # onnxruntime on a damaged or foreign model.onnx (measured: InvalidProtobuf; NoSuchFile and
+    # InvalidGraph are its siblings for a missing file and a graph it cannot run)
+    if type(exc).__module__.startswith("onnxruntime") and type(exc).__name__ in (
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "InvalidGraph",
+    ):
         return True
     try:
         from safetensors import SafetensorError
