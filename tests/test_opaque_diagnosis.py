@@ -197,6 +197,21 @@ def test_the_factor_fix_never_moves_the_side_that_matches_the_model() -> None:
     )
 
 
+def test_the_factor_fix_where_the_model_is_unknown_or_a_side_claims_unit_vectors() -> None:
+    raw = np.full((2, 4), 3.0)
+    a = side("a", "sentence-transformers", raw * 2.0, {"normalize": True})  # says unit, is not
+    b = side("b", "sentence-transformers", raw, {"normalize": False})
+    assert factor_fix(a, b, 2.0, True) == (
+        "find where a rescales its output after normalizing (normalize=true); set "
+        "normalize=true on b (the model has a Normalize module and neither side returns unit "
+        "vectors)"
+    )
+    assert factor_fix(a, b, 2.0, None) == (
+        "one side rescales its output (the model is not known here, and neither side is shown "
+        "to match it): find which and remove that, or compare with cosine only"
+    )
+
+
 def test_a_unit_side_and_a_multiple_of_it_take_the_unit_rule_without_openai_options() -> None:
     # the model normalizes, st returns unit vectors, the server 9.43 times them over the openai
     # protocol, which sends no normalize: the server departs and has no option to set

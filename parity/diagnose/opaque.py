@@ -162,7 +162,7 @@ def factor_fix(
         unit_side, raw = (a, b) if unit_a else (b, a)
         return normalization_fix(unit_side, raw, model_normalizes)
     cosine = "or compare with cosine only"
-    if model_normalizes:  # neither returns unit vectors: both depart from the model
+    if model_normalizes and not unit_a:  # neither returns unit vectors: both depart
         steps = [_normalize_step(s) for s in (a, b) if s.fixable]
         why = "the model has a Normalize module and neither side returns unit vectors"
         return f"{'; '.join(steps)} ({why})" if steps else f"normalize both sides, {cosine}"
@@ -178,7 +178,9 @@ def factor_fix(
             f"has no Normalize module and {match.label}, normalize=false, matches it): find "
             f"where {depart.label} rescales its output and remove that, {cosine}"
         )
-    known = "has no Normalize module" if model_normalizes is False else "is not known here"
+    known = "is not known here"
+    if model_normalizes is not None:
+        known = f"has {'a' if model_normalizes else 'no'} Normalize module"
     return (
         f"one side rescales its output (the model {known}, and neither side is shown to "
         f"match it): find which and remove that, {cosine}"
@@ -186,6 +188,8 @@ def factor_fix(
 
 
 def _normalize_step(side: Side) -> str:
+    if side.config.get("normalize") is True:  # it says it normalizes, yet its lengths are not 1
+        return f"find where {side.label} rescales its output after normalizing (normalize=true)"
     if settable_normalize(side):
         return f"set normalize=true on {side.label}"
     why = "its protocol has no" if "protocol" in side.config else "it has no"
