@@ -80,6 +80,7 @@ def bench_overhead(n: int) -> float:
     print(f"parity run vs the native encodes: {wall / total:.3f}  (goal <= 0.5)")
     assert len(result.comparison.pairs) == 6
     bench_rerun(model, texts)
+    bench_ray(model, texts)
     return wall / total
 
 
@@ -101,6 +102,28 @@ def bench_rerun(model: str, texts: list[str]) -> None:
     print(f"  first run, filling the cache   {times[0]:7.2f} s")
     print(f"  unchanged re-run from the cache {times[1]:7.2f} s")
     print(f"unchanged re-run vs the first: {times[1] / times[0]:.3f}  (goal <= 0.1)")
+
+
+def bench_ray(model: str, texts: list[str]) -> None:
+    """The Ray engine with a local 2-worker cluster against the local engine, same texts."""
+    from parity.adapters import parse_specs
+    from parity.distributed import RayEngine
+    from parity.runner import run
+
+    specs = parse_specs(["sentence-transformers", "custom"])
+    started = time.perf_counter()
+    local = run(specs, texts, model=model)
+    local_s = time.perf_counter() - started
+    with RayEngine(workers=2) as engine:
+        started = time.perf_counter()
+        remote = run(specs, texts, model=model, engine=engine)
+        ray_s = time.perf_counter() - started
+    same = [p.failures for p in local.comparison.pairs] == [
+        p.failures for p in remote.comparison.pairs
+    ]
+    print(f"  local engine, 2 adapters        {local_s:7.2f} s")
+    print(f"  Ray engine, 2 workers            {ray_s:7.2f} s (same verdicts: {same})")
+    print(f"Ray (2 workers) vs local: {ray_s / local_s:.3f}  (report; ~1 expected on 2 cores)")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 
@@ -176,6 +176,22 @@ def token_exercise(tokens: Mapping[str, list[list[str]] | None]) -> Exercised:
     return exercised
 
 
+class Engine(Protocol):
+    """Where a side's texts are embedded when not in this process (parity.distributed.RayEngine):
+    vectors, describe() and token strings of `texts`, in text order."""
+
+    name: str
+
+    def embed(
+        self,
+        spec: AdapterSpec,
+        model: str | Path,
+        texts: Sequence[str],
+        chunk: int,
+        progress: Callable[[str], None],
+    ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]: ...
+
+
 def embed_specs(
     specs: Sequence[AdapterSpec],
     texts: Sequence[str],
@@ -185,27 +201,32 @@ def embed_specs(
     keep_adapters: bool = False,
     retrieval: RetrievalSet | None = None,
     cache: EmbeddingCache | None = None,
+    engine: Engine | None = None,
 ) -> Embedded:
     """Load each adapter in turn, embed all texts (then the retrieval set's, in the same
-    calls) with it, and free it (unless kept)."""
+    calls) with it, and free it (unless kept). With an `engine`, the texts are embedded there
+    and the adapter kept here stays unloaded until diagnosis needs it."""
     embedded = Embedded({}, {}, {}, {}, {})
     used: set[str] = set()  # cache keys this run has read or filled
     every_text = [*texts, *(retrieval.all_texts() if retrieval is not None else [])]
     for spec in specs:
         adapter = spec.build(model_path)
-        progress(f"{spec.label}: loading {Path(adapter.model).name or 'the served model'}")
-        adapter.load()
         try:
-            progress(f"{spec.label}: embedding {len(every_text)} texts")
-            if cache is not None and adapter.cacheable:
-                vectors = embed_cached(adapter, every_text, progress, cache, used)
+            if engine is not None:
+                progress(f"{spec.label}: embedding {len(every_text)} texts on {engine.name}")
+                vectors, config, tokens = engine.embed(
+                    spec, adapter.model, every_text, call_size(adapter), progress
+                )
+                tokens = None if tokens is None else tokens[: len(texts)]
             else:
-                vectors = embed_all(adapter, every_text, progress, call_size(adapter))
+                vectors, config, tokens = _embed_here(
+                    adapter, every_text, len(texts), progress, cache, used
+                )
             embedded.embeddings[spec.label] = vectors[: len(texts)]
             if retrieval is not None:
                 embedded.retrieval[spec.label] = vectors[len(texts) :]
-            embedded.configs[spec.label] = adapter.describe()
-            embedded.tokens[spec.label] = adapter.tokenize(texts)
+            embedded.configs[spec.label] = config
+            embedded.tokens[spec.label] = tokens
             report_nonfinite(spec.label, vectors[: len(texts)], progress)
         except BaseException:
             adapter.close()  # a failed adapter is never kept: free it (an HTTP client's sockets)
@@ -220,6 +241,25 @@ def embed_specs(
             "embed_s": adapter.embed_seconds,
         }
     return embedded
+
+
+def _embed_here(
+    adapter: Adapter,
+    texts: Sequence[str],
+    n_texts: int,
+    progress: Callable[[str], None],
+    cache: EmbeddingCache | None,
+    used: set[str],
+) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]:
+    """Load the adapter in this process and embed `texts` (through the cache where it may)."""
+    progress(f"{adapter.label}: loading {Path(adapter.model).name or 'the served model'}")
+    adapter.load()
+    progress(f"{adapter.label}: embedding {len(texts)} texts")
+    if cache is not None and adapter.cacheable:
+        vectors = embed_cached(adapter, texts, progress, cache, used)
+    else:
+        vectors = embed_all(adapter, texts, progress, call_size(adapter))
+    return vectors, adapter.describe(), adapter.tokenize(texts[:n_texts])
 
 
 def report_nonfinite(label: str, vectors: np.ndarray, progress: Callable[[str], None]) -> None:
@@ -242,6 +282,7 @@ def run(
     keep_adapters: bool = False,
     retrieval: RetrievalSet | None = None,
     cache: EmbeddingCache | None = None,
+    engine: Engine | None = None,
 ) -> RunResult:
     """Embed the texts (and the retrieval set, if given) with each adapter, compare every pair,
     and attach each pair's retrieval impact."""
@@ -265,6 +306,7 @@ def run(
         keep_adapters=keep_adapters,
         retrieval=retrieval,
         cache=cache,
+        engine=engine,
     )
     embeddings = embedded.embeddings
     progress(f"comparing {len(specs) * (len(specs) - 1) // 2} pairs")

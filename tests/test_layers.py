@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("parity.compare",),
     ("parity.retrieval", "parity.export"),
     ("parity.runner",),
+    ("parity.distributed",),
     ("parity.diagnose",),
     ("parity.search", "parity.baseline"),
     ("parity.gate",),

@@ -168,16 +168,22 @@ def _run_and_report(
     tolerance = Tolerance.parse(args.tol)
     texts = _load_texts(args.texts)
     progress = progress_for(sys.stderr, quiet=args.quiet)
-    result = run(
-        specs,
-        texts,
-        model=args.model,
-        tolerance=tolerance,
-        progress=progress,
-        keep_adapters=diagnose,
-        retrieval=None if args.no_retrieval else _retrieval_set(),
-        cache=default_cache(args.cache, args.no_cache),
-    )
+    engine = _engine(args)
+    try:
+        result = run(
+            specs,
+            texts,
+            model=args.model,
+            tolerance=tolerance,
+            progress=progress,
+            keep_adapters=diagnose,
+            retrieval=None if args.no_retrieval else _retrieval_set(),
+            cache=None if engine is not None else default_cache(args.cache, args.no_cache),
+            engine=engine,
+        )
+    finally:
+        if engine is not None:
+            engine.close()
     extra = diagnose_and_close(result, progress, enabled=diagnose)
     summary = write_report(
         result, args.out, "parity run", log, extra, csv=args.csv, junit=args.junit
@@ -186,6 +192,15 @@ def _run_and_report(
     if not args.quiet:
         print(final_table(summary, args.out))
     return exit_code(summary["passed"]), summary
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """The Ray engine for --engine ray (None: embed here)."""
+    if getattr(args, "engine", "local") != "ray":
+        return None
+    from parity.distributed import RayEngine
+
+    return RayEngine(args.address)
 
 
 def diagnose_and_close(

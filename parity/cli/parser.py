@@ -55,6 +55,22 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="embed everything again")
 
 
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where texts are embedded: this process, or a Ray cluster (one actor pool per "
+        "adapter; the cache is not used) (default: local)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: the cluster to join, e.g. auto or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, else a local one on this machine's cores)",
+    )
+
+
 def _add_common(
     parser: argparse.ArgumentParser,
     *,
@@ -133,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     _add_no_retrieval(run_parser)
     _add_cache(run_parser)
+    _add_engine(run_parser)
     _add_fuzz(sub)
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
     _add_common(diagnose_parser)
     _add_no_retrieval(diagnose_parser)
     _add_cache(diagnose_parser)
+    _add_engine(diagnose_parser)
     _add_baseline(sub)
     _add_gate(sub)
     listing = sub.add_parser(
