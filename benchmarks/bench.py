@@ -134,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_overhead:
         bench_overhead(args.texts)
+    __import__("rss_bench").bench_stream_rss()  # `parity run --stream` peak RSS, 10^5 vs 10^4
     if args.fuzz:
         sys.path.insert(0, str(Path(__file__).parent))
         from fuzz_bench import bench_fuzz

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("parity.search", "parity.baseline"),
     ("parity.gate",),
     ("parity.report",),
+    ("parity.stream",),
     ("parity.assertions",),
     ("parity.cli", "parity.pytest_plugin", "parity.strategies", "parity.__main__", "parity"),
 ]

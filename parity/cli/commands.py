@@ -152,7 +152,42 @@ def _failed_what(pair: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, log: WarningLog) -> int:
+    if args.stream or args.keep_vectors:
+        return _stream_and_report(args, log)
     return _run_and_report(args, log, diagnose=not args.no_diagnose)[0]
+
+
+def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
+    """`parity run --stream`: parity.stream.stream_run, then the verdict line as a run's."""
+    from parity.adapters import parse_specs
+    from parity.errors import ParityInputError
+    from parity.metrics import Tolerance
+    from parity.report.terminal import final_table, progress_for
+    from parity.stream import stream_run
+
+    ray = getattr(args, "engine", "local") == "ray"
+    if not args.stream or not args.texts or args.csv or args.junit or ray:
+        raise ParityInputError(
+            "--stream needs --texts FILE (--keep-vectors needs --stream) and runs on the local "
+            "engine without --csv or --junit; drop those, or run without --stream"
+        )
+    summary = stream_run(
+        parse_specs(args.adapter),
+        args.texts,
+        model=args.model,
+        tolerance=Tolerance.parse(args.tol),
+        progress=progress_for(sys.stderr, quiet=args.quiet),
+        out=args.out,
+        keep_vectors=args.keep_vectors,
+        diagnose=not args.no_diagnose,
+        warnings=log.entries,
+    )
+    print(verdict_line(summary, args.out))
+    if not args.quiet:
+        print(final_table(summary, None))  # a streamed run writes report.md, no report.html
+        if args.out:
+            print(f"report: {Path(args.out) / 'report.md'}")
+    return exit_code(summary["passed"])
 
 
 def _run_and_report(

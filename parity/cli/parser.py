@@ -149,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     _add_no_retrieval(run_parser)
     _add_cache(run_parser)
+    run_parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read --texts in chunks and write per-text results as it goes: memory stays "
+        "constant however large the file (no retrieval set, no report.html)",
+    )
+    run_parser.add_argument(
+        "--keep-vectors",
+        metavar="DIR",
+        help="with --stream: write each adapter's vectors as DIR/<label>/<chunk>.npy shards",
+    )
     _add_engine(run_parser)
     _add_fuzz(sub)
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")

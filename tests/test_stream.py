@@ -1,0 +1,156 @@
+"""`parity run --stream`: chunked reading, and a streamed run agreeing with a normal one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parity.adapters import AdapterSpec
+from parity.cli import main
+from parity.errors import ParityInputError
+from parity.files import text_sha256
+from parity.metrics import METRICS
+from parity.runner import run
+from parity.texts import builtin_corpus, iter_text_chunks, load_texts
+
+# strip=true drops the corpus's edge whitespace: some texts fail, diagnosed as "strip"
+ADAPTERS = ["custom:strip=true", "sentence-transformers", "custom"]
+TEXTS = ["a", " edge ", "line\u2028sep", "中文", "", "x\ty", "last"]
+
+
+def _write(path: Path, texts: list[str]) -> Path:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    elif path.suffix == ".txt":
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    elif path.suffix == ".csv":
+        pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    else:
+        pd.DataFrame({"text": texts}).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".txt"])
+def test_chunks_hold_the_files_texts_in_order(tmp_path: Path, suffix: str) -> None:
+    path = _write(tmp_path / f"t{suffix}", TEXTS)
+    chunks = list(iter_text_chunks(path, 3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert [t for c in chunks for t in c] == load_texts(path) == TEXTS
+
+
+def test_a_txt_of_crlf_lines_and_a_lone_newline_read_as_load_texts(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(b"one\r\ntwo\r\n\r\nfour")
+    assert [t for c in iter_text_chunks(crlf, 2) for t in c] == load_texts(crlf)
+    lone = tmp_path / "lone.txt"
+    lone.write_bytes(b"\n")
+    with pytest.raises(ParityInputError, match="no texts"):
+        list(iter_text_chunks(lone, 2))
+
+
+def test_a_bad_line_after_the_first_chunk_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('"a"\n"b"\n\n"c"\n{"txt": 1}\n', encoding="utf-8")
+    chunks = iter_text_chunks(path, 2)
+    assert next(chunks) == ["a", "b"]
+    with pytest.raises(ParityInputError, match=r"line 5: object has no 'text' key"):
+        next(chunks)
+
+
+def _cli(model: Path, texts: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    args = ["run", "--model", str(model), "--texts", str(texts), "--out", str(out), "--quiet"]
+    args += ["--no-retrieval", "--no-cache", *extra]
+    for spec in ADAPTERS:
+        args += ["--adapter", spec]
+    code = main(args)
+    return code, json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+def _same_pairs(normal: list[dict[str, Any]], streamed: list[dict[str, Any]]) -> None:
+    assert len(normal) == len(streamed) == 3
+    for a, b in zip(normal, streamed, strict=True):
+        assert (a["a"], a["b"], a["n"], a["passed"]) == (b["a"], b["b"], b["n"], b["passed"])
+        assert a["failures"] == b["failures"] and a["decided_by"] == b["decided_by"]
+        for m in METRICS:
+            for stat, value in a["stats"][m].items():
+                assert b["stats"][m][stat] == pytest.approx(value, abs=1e-6), (m, stat)
+        assert [w["index"] for w in a["worst"]][:3] == [w["index"] for w in b["worst"]][:3]
+        strip = [(c["cause"], c["explained"], c["indices"]) for c in a["causes"]]
+        assert strip == [(c["cause"], c["explained"], c["indices"]) for c in b["causes"]]
+    assert normal[0]["failures"] == 16 and normal[0]["causes"][0]["cause"] == "strip"
+
+
+def _same_rows(normal: Path, streamed: Path) -> None:
+    a, b = pd.read_parquet(normal), pd.read_parquet(streamed)
+    exact = [c for c in a.columns if c not in METRICS]
+    pd.testing.assert_frame_equal(a[exact], b[exact])
+    for m in METRICS:  # another batching moves float32 vectors by ~1e-8 (the noise floor)
+        np.testing.assert_allclose(b[m].to_numpy(), a[m].to_numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_of_the_corpus_reports_what_a_run_does(
+    bpe_model: Path, tmp_path: Path
+) -> None:
+    texts = _write(tmp_path / "corpus.jsonl", builtin_corpus())
+    code, normal = _cli(bpe_model, texts, tmp_path / "normal")
+    streamed_code, streamed = _cli(bpe_model, texts, tmp_path / "streamed", "--stream")
+    assert code == streamed_code == 1
+    assert streamed["passed"] is normal["passed"] is False
+    assert streamed["n_texts"] == normal["n_texts"] == 120
+    _same_pairs(normal["pairs"], streamed["pairs"])
+    _same_rows(tmp_path / "normal/results.parquet", tmp_path / "streamed/results.parquet")
+    assert not list((tmp_path / "streamed").glob(".parity-stream-*"))  # its work files go
+
+
+@pytest.mark.slow
+def test_chunks_of_64_give_a_runs_rows_and_vectors_in_order(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = builtin_corpus()
+    texts = [
+        f"{corpus[i % len(corpus)]} #{i}" if i % 3 else corpus[i % len(corpus)] for i in range(300)
+    ]
+    path = _write(tmp_path / "texts.jsonl", texts)
+    code, normal = _cli(bpe_model, path, tmp_path / "normal")
+    monkeypatch.setenv("PARITY_STREAM_CHUNK", "64")
+    shards = tmp_path / "vectors"
+    args = ("--stream", "--keep-vectors", str(shards))
+    streamed_code, streamed = _cli(bpe_model, path, tmp_path / "streamed", *args)
+    assert code == streamed_code == 1 and streamed["n_texts"] == 300
+    for a, b in zip(normal["pairs"], streamed["pairs"], strict=True):
+        assert a["failures"] == b["failures"] and a["causes"] == b["causes"]
+    _same_rows(tmp_path / "normal/results.parquet", tmp_path / "streamed/results.parquet")
+    reference = run([AdapterSpec.parse(s) for s in ADAPTERS], texts, model=bpe_model)
+    for label in ADAPTERS:
+        files = sorted((shards / label).glob("*.npy"))
+        assert [f.name for f in files] == [f"{k:06d}.npy" for k in range(5)]
+        vectors = np.concatenate([np.load(f) for f in files])
+        np.testing.assert_allclose(vectors, reference.embeddings[label], rtol=0, atol=1e-6)
+        hashes = [
+            line
+            for f in sorted((shards / label).glob("*.sha256"))
+            for line in f.read_text().split()
+        ]
+        assert hashes == [text_sha256(t) for t in texts]
+
+
+@pytest.mark.slow
+def test_a_malformed_line_mid_file_is_exit_2_and_no_pass(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [json.dumps({"text": f"text {i}"}) for i in range(150)]
+    lines[99] = '{"text": "broken'
+    path = tmp_path / "texts.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    monkeypatch.setenv("PARITY_STREAM_CHUNK", "64")
+    code, summary = _cli(bpe_model, path, out, "--stream")
+    assert code == 2
+    assert summary["passed"] is False and "line 100: invalid JSON" in summary["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # no rows, no report
