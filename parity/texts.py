@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -50,97 +51,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             raise ParityInputError(f"{path} line {number}: invalid JSON: {exc.msg}") from None
 
 
-def _read_jsonl(path: Path) -> list[str]:
-    texts = []
-    for number, value in iter_jsonl(path):
-        if isinstance(value, dict):
-            if "text" not in value:
-                raise ParityInputError(f"{path} line {number}: object has no 'text' key")
-            value = value["text"]
-        if not isinstance(value, str):
-            raise ParityInputError(
-                f"{path} line {number}: expected a string, got {_type_name(value)}"
-            )
-        problem = unencodable(value)
-        if problem:
-            raise ParityInputError(f"{path} line {number}: {problem}")
-        texts.append(value)
-    return texts
-
-
-def _read_txt(path: Path) -> list[str]:
-    content = path.read_text(encoding="utf-8")
-    if content.endswith("\n"):
-        content = content[:-1]
-    if not content:
-        return []
-    return [line[:-1] if line.endswith("\r") else line for line in content.split("\n")]
-
-
-def _read_csv(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise ParityInputError(
-                f"{path}: no 'text' column (columns: {', '.join(reader.fieldnames or [])})"
-            )
-        texts = []
-        for row in reader:
-            value = row["text"]
-            if value is None:
-                raise ParityInputError(f"{path} line {reader.line_num}: missing text cell")
-            texts.append(value)
-        return texts
-
-
-def _read_parquet(path: Path) -> list[str]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ParityInputError(f"{path}: reading parquet needs `pip install pyarrow`") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise ParityInputError(f"{path}: not a readable parquet file: {exc}") from None
-    if "text" not in table.column_names:
-        raise ParityInputError(
-            f"{path}: no 'text' column (columns: {', '.join(table.column_names)})"
-        )
-    texts = []
-    for row, value in enumerate(table.column("text").to_pylist(), start=1):
-        if not isinstance(value, str):
-            raise ParityInputError(f"{path} row {row}: expected a string, got {_type_name(value)}")
-        problem = unencodable(value)
-        if problem:
-            raise ParityInputError(f"{path} row {row}: {problem}")
-        texts.append(value)
-    return texts
-
-
-READERS = {".jsonl": _read_jsonl, ".txt": _read_txt, ".csv": _read_csv, ".parquet": _read_parquet}
-
-
 def load_texts(path: str | Path) -> list[str]:
     """Read a texts file; raise ParityInputError naming the file and line for anything unusable."""
-    path = Path(path)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ParityInputError(
-            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
-        )
-    if path.is_dir():
-        raise ParityInputError(f"{path}: is a directory; give a texts file")
-    if not path.is_file():
-        raise ParityInputError(f"{path}: no such file")
-    try:
-        texts = reader(path)
-    except UnicodeDecodeError as exc:
-        raise ParityInputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:  # unreadable (permissions, a vanished or damaged file): the user's file
-        raise ParityInputError(f"{path}: cannot read the texts: {os_reason(exc)}") from exc
-    if not texts:
-        raise ParityInputError(f"{path}: no texts")
-    return texts
+    return [text for chunk in iter_text_chunks(path, sys.maxsize) for text in chunk]
 
 
 def corpus_records() -> list[dict[str, str]]:
@@ -168,7 +81,8 @@ def _jsonl_text(path: Path, number: int, value: Any) -> str:
 
 
 def _stream_jsonl(path: Path) -> Iterator[str]:
-    # binary lines split on b"\n" only, as iter_jsonl's split("\n") (a raw U+2028 stays inside)
+    # binary lines split on b"\n" only, as iter_jsonl's split("\n") (a raw U+2028 stays inside;
+    # UTF-8 never puts the byte 0x0A inside a multi-byte character)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.decode("utf-8")
@@ -182,9 +96,9 @@ def _stream_jsonl(path: Path) -> Iterator[str]:
 
 
 def _stream_txt(path: Path) -> Iterator[str]:
-    # as _read_txt: lines split on "\n", one trailing "\r" dropped, no line after a final "\n"
+    # lines split on "\n", one trailing "\r" dropped, no line after a final "\n"
     if path.stat().st_size == 1 and path.read_bytes() == b"\n":
-        return  # a lone newline is no text, as in _read_txt
+        return  # a lone newline is no text
     with path.open("rb") as handle:
         for raw in handle:
             line = raw.decode("utf-8")
@@ -218,7 +132,7 @@ def _stream_parquet(path: Path) -> Iterator[str]:
         names = ", ".join(source.schema_arrow.names)
         raise ParityInputError(f"{path}: no 'text' column (columns: {names})")
     row = 0
-    for batch in source.iter_batches(batch_size=4096, columns=["text"]):
+    for batch in _parquet_batches(path, source):
         for value in batch.column(0).to_pylist():
             row += 1
             if not isinstance(value, str):
@@ -228,6 +142,20 @@ def _stream_parquet(path: Path) -> Iterator[str]:
             if problem:
                 raise ParityInputError(f"{path} row {row}: {problem}")
             yield value
+
+
+def _parquet_batches(path: Path, source: Any) -> Iterator[Any]:
+    """The text column's batches; damaged data pages are the user's file, as an unreadable
+    footer is (pyarrow raises its own errors while reading)."""
+    batches = source.iter_batches(batch_size=4096, columns=["text"])
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:
+            raise ParityInputError(f"{path}: not a readable parquet file: {exc}") from None
+        if batch is None:
+            return
+        yield batch
 
 
 STREAMERS = {
@@ -240,8 +168,8 @@ STREAMERS = {
 
 def iter_text_chunks(path: str | Path, size: int) -> Iterator[list[str]]:
     """The texts of a file in lists of `size`, read as they are needed (never the whole file at
-    once); the same texts, in the same order, and the same errors as load_texts, but an error
-    in the middle of the file comes after the chunks before it."""
+    once); an error in the middle of the file comes after the chunks before it. load_texts is
+    this with one chunk."""
     path = Path(path)
     streamer = STREAMERS.get(path.suffix.lower())
     if streamer is None:

@@ -469,14 +469,14 @@ def test_a_texts_file_that_cannot_be_read_is_exit_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     texts = _texts(tmp_path, ["hello"])
-    real = Path.read_text
+    real = Path.open
 
-    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self == texts:
             raise PermissionError(13, "Permission denied", str(self))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "open", denied)  # every way of reading the file opens it
     code = main(["run", "--texts", str(texts), "--adapter", "custom", "--adapter", "langchain"])
     assert code == 2
     err = capsys.readouterr().err
