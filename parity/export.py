@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from parity.adapters.onnx import ONNX_FILE
 from parity.errors import AdapterUnavailable, ParityInputError
 from parity.modelinfo import resolve_model
 
 MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and newer only
 DEFAULT_OPSET = 18
-ONNX_FILE = "model.onnx"
 OUTPUT_NAME = "token_embeddings"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # what a model directory carries besides its weights: tokenizer, architecture, ST modules

@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from parity.adapters.base import Adapter, Option, parse_auto_bool, parse_auto_int
-from parity.adapters.onnx import quantized_operators
-from parity.errors import AdapterError, ModelNotFound
+from parity.adapters.onnx import ONNX_FILE, onnx_directory, quantized_operators
+from parity.errors import AdapterError
 from parity.modelinfo import read_model_info
 
-ONNX_FILE = "model.onnx"
 POOLING_TYPES = {"mean": "MEAN", "cls": "CLS", "last": "LAST_TOKEN"}
 
 
@@ -52,12 +51,7 @@ class FastEmbedAdapter(Adapter):
     }
 
     def _load(self) -> None:
-        path = Path(self.model)
-        if not (path / ONNX_FILE).is_file():
-            raise ModelNotFound(
-                f"{self.label}: no {ONNX_FILE} in {str(path)!r}; pass model=DIR with a directory "
-                "that `parity export-onnx --out DIR` wrote"
-            )
+        path = onnx_directory(self.label, self.model)
         if self.config["device"] != "cpu":
             raise AdapterError(
                 f"{self.label}: device= is torch's; this adapter runs fastembed on onnxruntime's "

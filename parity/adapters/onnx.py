@@ -37,6 +37,17 @@ ONNX_DTYPES = {
 }
 
 
+def onnx_directory(label: str, model: str) -> Path:
+    """The model directory of an onnx-backed side, or ModelNotFound when it has no model.onnx."""
+    path = Path(model)
+    if not (path / ONNX_FILE).is_file():
+        raise ModelNotFound(
+            f"{label}: no {ONNX_FILE} in {str(path)!r}; pass model=DIR with a directory "
+            "that `parity export-onnx --out DIR` wrote"
+        )
+    return path
+
+
 def quantized_operators(path: str | Path) -> dict[str, int] | None:
     """Quantized operator types in an ONNX file and how often each occurs ({} for none), or None
     when the `onnx` package is not installed to read the graph."""
@@ -129,12 +140,7 @@ class OnnxAdapter(Adapter):
     def _load(self) -> None:
         import onnxruntime as ort
 
-        path = Path(self.model)
-        if not (path / ONNX_FILE).is_file():
-            raise ModelNotFound(
-                f"{self.label}: no {ONNX_FILE} in {str(path)!r}; pass model=DIR with a directory "
-                "that `parity export-onnx --out DIR` wrote"
-            )
+        path = onnx_directory(self.label, self.model)
         if self.config["device"] != "cpu":
             raise AdapterError(
                 f"{self.label}: device= is torch's; onnxruntime takes provider= instead "
