@@ -12,34 +12,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from diagnosed_run import diagnosed
 
-from parity.adapters import Adapter, AdapterSpec, parse_specs
+from parity.adapters import Adapter, AdapterSpec
 from parity.adapters.base import Option
 from parity.assertions import failure_message
 from parity.cli import main
 from parity.compare import compare_pair
-from parity.diagnose import Side, diagnose_pair, diagnose_run
+from parity.diagnose import Side, diagnose_pair
 from parity.gate.explain import environment_cause, is_model_file
 from parity.metrics import Tolerance
-from parity.runner import run
 from parity.texts import builtin_corpus
 
 PLAIN = ["the cat sat on the mat", "hello world", "search index query", "tea and coffee"]
 LONG = ["word " * 150 + "tail", "the river " * 90]  # past the tiny models' 128 tokens
 CORPUS = list(builtin_corpus())[:24]
-
-
-def diagnosed(model: Path, specs: list[str], texts: list[str]) -> Any:
-    """The first pair of a diagnosed run; its cause counts must add up to its failures."""
-    result = run(parse_specs(specs), texts, model=model, tolerance=Tolerance(), keep_adapters=True)
-    try:
-        diagnose_run(result)
-    finally:
-        for adapter in result.adapters.values():
-            adapter.close()
-    pair = result.comparison.pairs[0]
-    assert sum(c["explained"] for c in pair.causes) == pair.failures
-    return pair
 
 
 def counts(pair: Any) -> list[tuple[str, int]]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from diagnosed_run import diagnosed
 
-from parity.adapters import AdapterSpec, parse_specs
-from parity.diagnose import diagnose_run
-from parity.metrics import Tolerance
-from parity.runner import run
+from parity.adapters import AdapterSpec
 
 # newlines, edge whitespace and tabs: LlamaIndex must pass them on untouched (a byte-level BPE
 # model turns each into its own tokens, so any replacement or strip would show)
@@ -25,20 +22,9 @@ TEXTS = [
 ]
 
 
-def run_pair(model: Path, specs: list[str], texts: list[str]) -> tuple[Any, list[dict[str, Any]]]:
-    result = run(parse_specs(specs), texts, model=model, tolerance=Tolerance(), keep_adapters=True)
-    try:
-        diagnose_run(result)
-    finally:
-        for adapter in result.adapters.values():
-            adapter.close()
-    pair = result.comparison.pairs[0]
-    assert sum(c["explained"] for c in pair.causes) == pair.failures
-    return pair, pair.causes
-
-
 def test_llamaindex_documents_match_sentence_transformers_on_bpe(bpe_model: Path) -> None:
-    pair, causes = run_pair(bpe_model, ["sentence-transformers", "llamaindex"], TEXTS)
+    pair = diagnosed(bpe_model, ["sentence-transformers", "llamaindex"], TEXTS)
+    causes = pair.causes
     assert pair.passed, causes
     assert float(np.max(pair.per_text["max_abs"])) < 1e-6
 
@@ -48,7 +34,8 @@ def test_llamaindex_query_mode_prefixes_query_instruction_like_a_prompt(bpe_mode
         "sentence-transformers:prompt=query: ",
         "llamaindex:mode=query,query_instruction=query: ",
     ]
-    pair, causes = run_pair(bpe_model, specs, TEXTS[:3])
+    pair = diagnosed(bpe_model, specs, TEXTS[:3])
+    causes = pair.causes
     assert pair.passed, causes
     adapter = AdapterSpec.parse(specs[1]).build(bpe_model)
     with adapter:
@@ -63,9 +50,10 @@ def test_llamaindex_query_mode_prefixes_query_instruction_like_a_prompt(bpe_mode
 def test_llamaindex_text_instruction_fails_with_measured_instruction_cause(
     bpe_model: Path,
 ) -> None:
-    pair, causes = run_pair(
+    pair = diagnosed(
         bpe_model, ["sentence-transformers", "llamaindex:text_instruction=passage: "], TEXTS
     )
+    causes = pair.causes
     assert pair.failures == len(TEXTS)
     assert [c["cause"] for c in causes] == ["instruction"]
     cause = causes[0]
@@ -78,9 +66,8 @@ def test_llamaindex_text_instruction_fails_with_measured_instruction_cause(
 def test_llamaindex_normalizes_where_the_model_does_not(tiny_models: dict[str, Path]) -> None:
     # the WordPiece tiny model has no Normalize module: sentence-transformers returns raw
     # vectors, HuggingFaceEmbedding passes normalize_embeddings=True by default
-    pair, causes = run_pair(
-        tiny_models["wordpiece"], ["sentence-transformers", "llamaindex"], TEXTS
-    )
+    pair = diagnosed(tiny_models["wordpiece"], ["sentence-transformers", "llamaindex"], TEXTS)
+    causes = pair.causes
     assert pair.failures == len(TEXTS)
     assert [(c["cause"], c["evidence"]) for c in causes] == [("normalization", "measured")]
     assert causes[0]["fix"].startswith("set normalize=false on llamaindex")
@@ -112,6 +99,7 @@ def test_llamaindex_spec_rejects_a_negative_max_length() -> None:
 @pytest.mark.slow
 def test_llamaindex_matches_sentence_transformers_on_minilm(minilm: Path) -> None:
     texts = ["The quick brown fox.", "line one\nline two", " edge whitespace ", "Café naïve"]
-    pair, causes = run_pair(minilm, ["sentence-transformers", "llamaindex"], texts)
+    pair = diagnosed(minilm, ["sentence-transformers", "llamaindex"], texts)
+    causes = pair.causes
     assert pair.passed, causes
     assert float(np.max(pair.per_text["max_abs"])) < 1e-6

@@ -9,12 +9,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from diagnosed_run import diagnosed
 
 import parity
-from parity.adapters import REGISTRY, parse_specs
+from parity.adapters import REGISTRY
 from parity.adapters.base import Adapter, Option
 from parity.cli import main
-from parity.diagnose import diagnose_run, projection
+from parity.diagnose import projection
 from parity.diagnose.causes import Side, unit, within
 from parity.diagnose.opaque import (
     constant_factor,
@@ -26,7 +27,6 @@ from parity.diagnose.opaque import (
 from parity.diagnose.projection import dense_chain
 from parity.metrics import Tolerance
 from parity.modelinfo import read_model_info
-from parity.runner import run
 
 DEFECTS = ("none", "train-mode", "pad-pooling", "keep-accents", "scaled")
 RATIO = 9.43  # the constant ratio reported in llama_index #8143 and infinity #384
@@ -111,18 +111,6 @@ def with_dense(source: Path, out: Path, features: int) -> Path:
 def dense_models(bpe_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     root = tmp_path_factory.mktemp("dense")
     return {n: with_dense(bpe_model, root / f"dense{n}", n) for n in (32, 16)}
-
-
-def diagnose(model: Path, specs: list[str], texts: list[str]) -> tuple[Any, list[dict[str, Any]]]:
-    result = run(parse_specs(specs), texts, model=model, tolerance=Tolerance(), keep_adapters=True)
-    try:
-        diagnose_run(result)
-    finally:
-        for adapter in result.adapters.values():
-            adapter.close()
-    pair = result.comparison.pairs[0]
-    assert sum(c["explained"] for c in pair.causes) == pair.failures
-    return pair, pair.causes
 
 
 TEXTS = ["the cat sat on the mat", "hello world", "search index query", "tea and coffee at noon"]
@@ -254,7 +242,8 @@ def test_only_a_side_with_stages_is_not_opaque(bpe_model: Path) -> None:
 def test_dense_applied_on_one_side_only_is_a_measured_projection(
     dense_models: dict[int, Path],
 ) -> None:
-    pair, causes = diagnose(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    pair = diagnosed(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    causes = pair.causes
     assert pair.failures == len(TEXTS)
     assert pair.dimensions == {"a": 32, "b": 64}
     assert [(c["cause"], c["evidence"]) for c in causes] == [("projection", "measured")]
@@ -279,9 +268,8 @@ def test_an_onnx_export_without_the_dense_head_is_a_measured_projection(
     from parity.export import export_onnx
 
     exported = export_onnx(bpe_model, tmp_path / "onnx")
-    pair, causes = diagnose(
-        dense_models[32], ["sentence-transformers", f"onnx:model={exported}"], TEXTS
-    )
+    pair = diagnosed(dense_models[32], ["sentence-transformers", f"onnx:model={exported}"], TEXTS)
+    causes = pair.causes
     assert pair.dimensions == {"a": 32, "b": 64}
     assert [(c["cause"], c["evidence"]) for c in causes] == [("projection", "measured")]
     assert f"reproduced onnx:model={exported} on 4/4 texts" in causes[0]["basis"]
@@ -292,9 +280,10 @@ def test_a_projection_the_model_without_dense_does_not_reproduce_is_inferred(
 ) -> None:
     # the stack skips the Dense layer AND scales its vectors: the model without 2_Dense gives
     # unit vectors, the stack 9.43 times them, so the reproduction fails on every text
-    pair, causes = diagnose(
+    pair = diagnosed(
         dense_models[32], ["sentence-transformers", "opaque-encoder:defect=scaled"], TEXTS
     )
+    causes = pair.causes
     assert pair.dimensions == {"a": 32, "b": 64}
     assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
         ("projection", "inferred", len(TEXTS))
@@ -313,7 +302,8 @@ def test_a_projection_whose_reproduction_crashes_is_inferred_and_says_why(
         raise RuntimeError("cannot load the model")
 
     monkeypatch.setattr(projection, "_reproduce_projection", crash)
-    pair, causes = diagnose(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    pair = diagnosed(dense_models[32], ["sentence-transformers", "opaque-encoder"], TEXTS)
+    causes = pair.causes
     assert pair.dimensions == {"a": 32, "b": 64}
     assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
         ("projection", "inferred", len(TEXTS))
@@ -332,7 +322,8 @@ def test_dimensions_no_dense_explains_are_an_inferred_other_model(
         f"sentence-transformers:model={dense_models[32]},label=st32",
         f"sentence-transformers:model={dense_models[16]},label=st16",
     ]
-    pair, causes = diagnose(dense_models[32], specs, TEXTS)
+    pair = diagnosed(dense_models[32], specs, TEXTS)
+    causes = pair.causes
     assert pair.dimensions == {"a": 32, "b": 16}
     assert [(c["cause"], c["evidence"]) for c in causes] == [("model-files", "inferred")]
     assert causes[0]["explained"] == len(TEXTS)
@@ -363,9 +354,10 @@ def test_dimension_mismatch_from_the_cli_is_a_finding_exit_1(
 
 
 def test_a_side_left_in_train_mode_is_measured_nondeterminism(bpe_model: Path) -> None:
-    pair, causes = diagnose(
+    pair = diagnosed(
         bpe_model, ["sentence-transformers", "opaque-encoder:defect=train-mode"], TEXTS
     )
+    causes = pair.causes
     assert pair.failures == len(TEXTS)
     assert [(c["cause"], c["evidence"]) for c in causes] == [("nondeterminism", "measured")]
     assert causes[0]["detail"].startswith(
@@ -377,9 +369,10 @@ def test_a_side_left_in_train_mode_is_measured_nondeterminism(bpe_model: Path) -
 def test_once_one_side_explains_every_text_no_probe_runs_on_nothing(bpe_model: Path) -> None:
     # side a's repeat probe explains every text: b's repeat and both "alone" probes have
     # nothing left and must not run (embed([]) would raise, np.stack([]) too)
-    pair, causes = diagnose(
+    pair = diagnosed(
         bpe_model, ["opaque-encoder:defect=train-mode", "sentence-transformers"], TEXTS
     )
+    causes = pair.causes
     assert [(c["cause"], c["evidence"]) for c in causes] == [("nondeterminism", "measured")]
     opaque = [
         p
@@ -393,9 +386,10 @@ def test_once_one_side_explains_every_text_no_probe_runs_on_nothing(bpe_model: P
 
 
 def test_pooling_over_padding_is_measured_batch_dependence(bpe_model: Path) -> None:
-    pair, causes = diagnose(
+    pair = diagnosed(
         bpe_model, ["sentence-transformers", "opaque-encoder:defect=pad-pooling"], UNEVEN
     )
+    causes = pair.causes
     # the longest text has no padding in the batch: it matches; the three others do not
     assert pair.failures == 3
     assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
@@ -409,11 +403,12 @@ def test_pooling_over_padding_is_measured_batch_dependence(bpe_model: Path) -> N
 def test_a_tokenizer_that_lost_strip_accents_is_a_measured_tokenizer_cause(
     tiny_models: dict[str, Path],
 ) -> None:
-    pair, causes = diagnose(
+    pair = diagnosed(
         tiny_models["wordpiece"],
         ["sentence-transformers", "opaque-encoder:defect=keep-accents"],
         ACCENTED,
     )
+    causes = pair.causes
     assert pair.failures == 3  # "the cat" has no accent
     assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
         ("tokenizer", "measured", 3)
@@ -430,11 +425,12 @@ def test_a_tokenizer_difference_not_reproduced_is_inferred_with_its_basis(
 ) -> None:
     # the stack keeps accents AND scales its vectors: given stripped text it still does not
     # reproduce sentence-transformers, so the tokenizer difference is measured, its effect not
-    pair, causes = diagnose(
+    pair = diagnosed(
         tiny_models["wordpiece"],
         ["sentence-transformers", "opaque-encoder:defect=keep-accents+scaled,label=stack"],
         ACCENTED,
     )
+    causes = pair.causes
     assert pair.failures == 4  # "the cat" fails too: scaled
     tokenizer = [c for c in causes if c["cause"] == "tokenizer"]
     assert [(c["evidence"], c["explained"]) for c in tokenizer] == [("inferred", 3)]
@@ -452,9 +448,10 @@ def test_vectors_scaled_by_a_constant_are_a_measured_normalization(
     tiny_models: dict[str, Path],
 ) -> None:
     # WordPiece tiny model: no Normalize module, so neither side returns unit vectors
-    pair, causes = diagnose(
+    pair = diagnosed(
         tiny_models["wordpiece"], ["opaque-encoder:defect=scaled", "sentence-transformers"], TEXTS
     )
+    causes = pair.causes
     assert pair.failures == len(TEXTS)
     assert [(c["cause"], c["evidence"]) for c in causes] == [("normalization", "measured")]
     assert causes[0]["detail"] == (
@@ -476,7 +473,8 @@ def test_a_stack_that_truncates_later_is_a_measured_truncation(bpe_model: Path) 
     # sentence-transformers truncates at the model's max_seq_length (128); this stack at the
     # tokenizer's model_max_length (512), and shows no max_length to rebuild
     long = ["word " * 150 + "tail", "the river " * 90]
-    pair, causes = diagnose(bpe_model, ["sentence-transformers", "opaque-encoder"], long + TEXTS)
+    pair = diagnosed(bpe_model, ["sentence-transformers", "opaque-encoder"], long + TEXTS)
+    causes = pair.causes
     assert pair.failures == 2
     assert [(c["cause"], c["evidence"], c["explained"]) for c in causes] == [
         ("truncation", "measured", 2)
@@ -492,5 +490,6 @@ def test_a_stack_that_truncates_later_is_a_measured_truncation(bpe_model: Path) 
 
 
 def test_a_matching_opaque_stack_passes_without_extra_probes(bpe_model: Path) -> None:
-    pair, causes = diagnose(bpe_model, ["sentence-transformers", "opaque-encoder"], TEXTS)
+    pair = diagnosed(bpe_model, ["sentence-transformers", "opaque-encoder"], TEXTS)
+    causes = pair.causes
     assert pair.passed and causes == []
