@@ -28,21 +28,38 @@ def write_texts(path: Path, n: int) -> None:
             handle.write(json.dumps({"text": text}) + "\n")
 
 
+# The child reads its own high-water mark (VmHWM) as it ends. Not wait4's ru_maxrss: Linux
+# carries a forked child's RSS over exec, so after `make bench` ran four models in this process
+# the child "peaked" at this process's 2.9 GiB whatever it did.
+CHILD = """
+import sys
+from pathlib import Path
+from parity.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    with open("/proc/self/status", encoding="ascii") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    Path(sys.argv[1]).write_text(hwm.split()[1])
+sys.exit(code)
+"""
+
+
 def peak_rss_mib(model: Path, texts: Path, out: Path) -> float:
-    """ru_maxrss of one `parity run --stream` child process, in MiB (Linux reports KiB)."""
-    command = [sys.executable, "-m", "parity", "run", "--stream", "--quiet", "--no-diagnose"]
-    command += ["--model", str(model), "--texts", str(texts), "--out", str(out)]
+    """The peak RSS (VmHWM) of one `parity run --stream` child process, in MiB."""
+    report = out.with_suffix(".hwm")
+    command = [sys.executable, "-c", CHILD, str(report), "run", "--stream", "--quiet"]
+    command += ["--no-diagnose", "--no-cache", "--model", str(model), "--texts", str(texts)]
+    command += ["--out", str(out)]
     for spec in SPECS:
         command += ["--adapter", spec]
     # one torch thread: on 2 busy cores, torch's spinning threads made a 10^4 run 4x slower
     env = {"OMP_NUM_THREADS": "1", **os.environ, "HF_HUB_OFFLINE": "1"}
     env["TOKENIZERS_PARALLELISM"] = "false"
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0, 1):
-        raise SystemExit(f"parity run --stream exited {child.returncode}: {' '.join(command)}")
-    return usage.ru_maxrss / 1024
+    code = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False).returncode
+    if code not in (0, 1):
+        raise SystemExit(f"parity run --stream exited {code}: {' '.join(command)}")
+    return int(report.read_text()) / 1024  # VmHWM is in kB
 
 
 def bench_stream_rss() -> float:

@@ -111,17 +111,17 @@ def embed_cached(
     texts: Sequence[str],
     progress: Callable[[str], None],
     cache: EmbeddingCache,
-    used: set[str],
+    used: dict[str, str],
 ) -> np.ndarray:
     """embed_all through the embedding cache (parity.cache.EmbeddingCache): each distinct text
     the cache lacks is embedded once, in text order, and stored; the rest are read back.
-    `used`: the keys this run has read or filled already."""
+    `used`: each cache key this run has read or filled, with the label of the side that did
+    (a streamed run calls this once a chunk)."""
     key = cache_key(adapter.describe(), adapter.model, adapter_code(type(adapter)))
-    if key in used:
+    if used.setdefault(key, adapter.label) != adapter.label:
         # a second side with this very configuration in one run: embed it for real, or a
         # "same stack twice" check would compare the first side's vectors with themselves
         return embed_all(adapter, texts, progress, call_size(adapter))
-    used.add(key)
     hashes = [text_sha256(text) for text in texts]
     found = cache.lookup(key, hashes)
     todo = dict.fromkeys(h for h in hashes if h not in found)
@@ -207,7 +207,7 @@ def embed_specs(
     calls) with it, and free it (unless kept). With an `engine`, the texts are embedded there
     and the adapter kept here stays unloaded until diagnosis needs it."""
     embedded = Embedded({}, {}, {}, {}, {})
-    used: set[str] = set()  # cache keys this run has read or filled
+    used: dict[str, str] = {}  # cache keys this run has read or filled, and by which side
     every_text = [*texts, *(retrieval.all_texts() if retrieval is not None else [])]
     for spec in specs:
         adapter = spec.build(model_path)
@@ -249,7 +249,7 @@ def _embed_here(
     n_texts: int,
     progress: Callable[[str], None],
     cache: EmbeddingCache | None,
-    used: set[str],
+    used: dict[str, str],
 ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]:
     """Load the adapter in this process and embed `texts` (through the cache where it may)."""
     progress(f"{adapter.label}: loading {Path(adapter.model).name or 'the served model'}")

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from parity.adapters import Adapter, AdapterSpec
 from parity.adapters.base import validate_texts
+from parity.cache import EmbeddingCache
 from parity.compare import (
     WORST_COUNT,
     Comparison,
@@ -36,12 +37,20 @@ from parity.modelinfo import resolve_model
 from parity.report import build_summary, render_markdown, write_outputs
 from parity.report.ci import publish
 from parity.report.markdown import verdict_text
-from parity.report.results import RESULTS_FILE, _text_causes, pair_name, results_frame
-from parity.runner import RunResult, call_size, embed_all, require_two
+from parity.report.results import (
+    CSV_FILE,
+    RESULTS_FILE,
+    _text_causes,
+    pair_name,
+    results_frame,
+)
+from parity.runner import RunResult, call_size, embed_all, embed_cached, require_two
 from parity.texts import iter_text_chunks
 
 CHUNK_ENV = "PARITY_STREAM_CHUNK"  # texts per chunk (default DEFAULT_CHUNK)
 DEFAULT_CHUNK = 2048
+BYTES_ENV = "PARITY_STREAM_BYTES"  # the --texts file size from which a run streams
+AUTO_BYTES = 64 * 2**20  # ~5x10^5 texts of 120 characters: well under a GiB of vectors held
 KEEP_FAILING = 256  # failing texts per pair whose vectors are kept for diagnosis
 SCHEMA = pa.schema(
     [
@@ -69,6 +78,19 @@ def chunk_size() -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise ParityInputError(f"{CHUNK_ENV}={raw!r}: give a positive number of texts per chunk")
     return int(raw)
+
+
+def streams_by_default(path: str | Path) -> bool:
+    """Whether `parity run --texts PATH` streams without --stream or --no-stream: a file of
+    $PARITY_STREAM_BYTES (default AUTO_BYTES) or more. A missing file does not: the run's own
+    reading says what is wrong with it."""
+    raw = os.environ.get(BYTES_ENV, "")
+    if raw and not raw.isdigit():
+        raise ParityInputError(f"{BYTES_ENV}={raw!r}: give a file size in bytes")
+    try:
+        return Path(path).stat().st_size >= (int(raw) if raw else AUTO_BYTES)
+    except OSError:
+        return False
 
 
 class SparseTexts(Sequence[str]):
@@ -146,6 +168,8 @@ class Stream:
     tracks: list[PairTrack]
     work: Path
     keep_vectors: Path | None
+    cache: EmbeddingCache | None = None
+    used: dict[str, str] = field(default_factory=dict)  # cache keys read or filled, by side
     n: int = 0
     chunks: int = 0
     kept_texts: dict[int, str] = field(default_factory=dict)
@@ -183,10 +207,7 @@ def add_chunk(stream: Stream, texts: list[str], progress: Callable[[str], None])
     """Embed one chunk with every adapter, compare every pair on it, append its rows."""
     texts = validate_texts(texts)
     offset = stream.n
-    vectors = {
-        label: embed_all(adapter, texts, progress, call_size(adapter))
-        for label, adapter in stream.adapters.items()
-    }
+    vectors = {label: _embed(stream, a, texts, progress) for label, a in stream.adapters.items()}
     tokens = {label: adapter.tokenize(texts) for label, adapter in stream.adapters.items()}
     for k, track in enumerate(stream.tracks):
         part = compare_pair(
@@ -215,6 +236,15 @@ def add_chunk(stream: Stream, texts: list[str], progress: Callable[[str], None])
         held.update((i, rows[i - offset].copy()) for i in keep if i >= offset)
         stream.kept_vectors[label] = {i: v for i, v in held.items() if i in keep}
     progress(f"{stream.n} texts embedded and compared")
+
+
+def _embed(
+    stream: Stream, adapter: Adapter, texts: list[str], progress: Callable[[str], None]
+) -> np.ndarray:
+    """One chunk's vectors from one adapter, through the embedding cache where it may."""
+    if stream.cache is not None and adapter.cacheable:
+        return embed_cached(adapter, texts, progress, stream.cache, stream.used)
+    return embed_all(adapter, texts, progress, call_size(adapter))
 
 
 def write_shards(
@@ -310,6 +340,24 @@ def assemble_results(stream: Stream, comparison: Comparison, target: Path) -> No
         ) from exc
 
 
+def write_csv(source: Path, target: Path) -> None:
+    """results.parquet as results.csv, a batch at a time (as results.write_results writes it)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            batches = pq.ParquetFile(source).iter_batches(DEFAULT_CHUNK, use_threads=False)
+            for number, batch in enumerate(batches):
+                frame = pa.Table.from_batches([batch]).to_pandas()
+                frame.to_csv(handle, index=False, header=number == 0)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ParityInputError(
+            f"{exc.filename or target}: cannot write the per-text results: {os_reason(exc)}; "
+            "give --out a writable directory"
+        ) from exc
+
+
 def stats_frame(comparison: Comparison) -> pd.DataFrame:
     """The columns summary.json's pair statistics read (results.pair_stats), from the tracks."""
     frames = []
@@ -338,9 +386,12 @@ def stream_run(
     keep_vectors: str | Path | None = None,
     diagnose: bool = True,
     warnings: Sequence[dict[str, str]] = (),
+    cache: EmbeddingCache | None = None,
+    csv: bool = False,
 ) -> dict[str, Any]:
     """Stream a texts file through every adapter (see the module docstring) and return the
-    summary.json dict, written with report.md and results.parquet when `out` is given."""
+    summary.json dict, written with report.md and results.parquet when `out` is given; each
+    chunk's vectors are read from and added to `cache` where an adapter may be cached."""
     require_two(specs)
     tolerance = tolerance or Tolerance()
     model_path = resolve_model(model)
@@ -359,9 +410,13 @@ def stream_run(
             [PairTrack(a, b, tolerance) for a, b in _pairs(list(adapters))],
             work,
             Path(keep_vectors) if keep_vectors else None,
+            cache,
         )
         stream_texts(stream, _chained(first, chunks), progress)
-        return finish(stream, str(model_path), parent, diagnose, warnings, progress)
+        summary = finish(stream, str(model_path), parent, diagnose, warnings, progress)
+        if parent is not None and csv:
+            write_csv(parent / RESULTS_FILE, parent / CSV_FILE)
+        return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
         for adapter in adapters.values():
@@ -412,7 +467,7 @@ def finish(
     summary["verdict"] = verdict_text(summary)
     summary["warnings"] = list(warnings)
     if out is not None:
-        for stale in ("report.html", "results.csv"):  # an earlier run's must not outlive this one
+        for stale in ("report.html", CSV_FILE):  # an earlier run's must not outlive this one
             (out / stale).unlink(missing_ok=True)
         assemble_results(stream, comparison, out / RESULTS_FILE)
         write_outputs(out, summary, render_markdown(summary, "parity run"))

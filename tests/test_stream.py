@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
@@ -71,41 +72,12 @@ def _cli(model: Path, texts: Path, out: Path, *extra: str) -> tuple[int, dict[st
     return code, json.loads((out / "summary.json").read_text(encoding="utf-8"))
 
 
-def _same_pairs(normal: list[dict[str, Any]], streamed: list[dict[str, Any]]) -> None:
-    assert len(normal) == len(streamed) == 3
-    for a, b in zip(normal, streamed, strict=True):
-        assert (a["a"], a["b"], a["n"], a["passed"]) == (b["a"], b["b"], b["n"], b["passed"])
-        assert a["failures"] == b["failures"] and a["decided_by"] == b["decided_by"]
-        for m in METRICS:
-            for stat, value in a["stats"][m].items():
-                assert b["stats"][m][stat] == pytest.approx(value, abs=1e-6), (m, stat)
-        assert [w["index"] for w in a["worst"]][:3] == [w["index"] for w in b["worst"]][:3]
-        strip = [(c["cause"], c["explained"], c["indices"]) for c in a["causes"]]
-        assert strip == [(c["cause"], c["explained"], c["indices"]) for c in b["causes"]]
-    assert normal[0]["failures"] == 16 and normal[0]["causes"][0]["cause"] == "strip"
-
-
 def _same_rows(normal: Path, streamed: Path) -> None:
     a, b = pd.read_parquet(normal), pd.read_parquet(streamed)
     exact = [c for c in a.columns if c not in METRICS]
     pd.testing.assert_frame_equal(a[exact], b[exact])
     for m in METRICS:  # another batching moves float32 vectors by ~1e-8 (the noise floor)
         np.testing.assert_allclose(b[m].to_numpy(), a[m].to_numpy(), rtol=0, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_a_streamed_run_of_the_corpus_reports_what_a_run_does(
-    bpe_model: Path, tmp_path: Path
-) -> None:
-    texts = _write(tmp_path / "corpus.jsonl", builtin_corpus())
-    code, normal = _cli(bpe_model, texts, tmp_path / "normal")
-    streamed_code, streamed = _cli(bpe_model, texts, tmp_path / "streamed", "--stream")
-    assert code == streamed_code == 1
-    assert streamed["passed"] is normal["passed"] is False
-    assert streamed["n_texts"] == normal["n_texts"] == 120
-    _same_pairs(normal["pairs"], streamed["pairs"])
-    _same_rows(tmp_path / "normal/results.parquet", tmp_path / "streamed/results.parquet")
-    assert not list((tmp_path / "streamed").glob(".parity-stream-*"))  # its work files go
 
 
 @pytest.mark.slow
@@ -154,3 +126,70 @@ def test_a_malformed_line_mid_file_is_exit_2_and_no_pass(
     assert code == 2
     assert summary["passed"] is False and "line 100: invalid JSON" in summary["error"]
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # no rows, no report
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stream", "--engine", "ray"], "--stream needs --texts FILE and runs on the local"),
+        (["--keep-vectors", "v", "--no-stream"], "--keep-vectors writes a streamed run's"),
+        (["--keep-vectors", "v"], "--keep-vectors needs --stream"),  # a small file: no stream
+        (["--stream", "--no-stream"], "not allowed with argument"),
+    ],
+)
+def test_stream_flags_that_cannot_work_are_one_exit_2_line(
+    bpe_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    texts = _write(tmp_path / "t.jsonl", TEXTS)
+    argv = ["run", "--model", str(bpe_model), "--texts", str(texts), "--quiet", *args]
+    try:
+        code = main([*argv, "--adapter", "custom", "--adapter", "langchain"])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err
+
+
+def test_a_file_streams_from_the_size_threshold_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.stream import AUTO_BYTES, streams_by_default
+
+    path = _write(tmp_path / "t.jsonl", TEXTS)
+    size = path.stat().st_size
+    assert AUTO_BYTES == 64 * 2**20 and not streams_by_default(path)
+    monkeypatch.setenv("PARITY_STREAM_BYTES", str(size))
+    assert streams_by_default(path)
+    monkeypatch.setenv("PARITY_STREAM_BYTES", str(size + 1))
+    assert not streams_by_default(path)
+    assert not streams_by_default(tmp_path / "missing.jsonl")  # its reading says what is wrong
+    monkeypatch.setenv("PARITY_STREAM_BYTES", "64M")
+    with pytest.raises(ParityInputError, match="PARITY_STREAM_BYTES='64M': give a file size"):
+        streams_by_default(path)
+
+
+def test_a_streamed_run_writes_the_csv_and_junit_a_run_does(
+    bpe_model: Path, tmp_path: Path
+) -> None:
+    texts = _write(tmp_path / "t.jsonl", TEXTS)
+    junit = tmp_path / "junit.xml"
+    code, summary = _cli(
+        bpe_model, texts, tmp_path / "s", "--stream", "--csv", "--junit", str(junit)
+    )
+    assert code == 1  # strip=true differs on " edge "
+    rows = pd.read_parquet(tmp_path / "s/results.parquet")
+    csv = pd.read_csv(tmp_path / "s/results.csv", keep_default_na=False, na_values=[""])
+    assert len(rows) == len(csv) == 3 * len(TEXTS)
+    assert csv["text"].fillna("").tolist() == rows["text"].tolist()
+    assert csv["passed"].tolist() == rows["passed"].tolist() and not csv["passed"].all()
+    np.testing.assert_allclose(csv["euclidean"], rows["euclidean"], rtol=1e-12)
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "2"
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == [f"{p['a']} vs {p['b']}" for p in summary["pairs"] if not p["passed"]]
+    assert failed == ["custom:strip=true vs sentence-transformers", "custom:strip=true vs custom"]

@@ -29,7 +29,10 @@ class BCEmbeddingAdapter(Adapter):
             "float32", "float16 = EmbeddingModel(use_fp16=True)", choices=("float32", "float16")
         ),
         "instruction": Option("", "encode(query_instruction=...)"),
-        "batch_size": Option(256, "encode(batch_size=...)", int),
+        # BCEmbedding's own default is 256, padded to each batch's longest text: 1,000 corpus
+        # texts took 20.4 s length-sorted in batches of 256, 12.7 s in batches of 32 (max-abs
+        # change 2.2e-7, batch noise). Give batch_size=256 to run it exactly as shipped.
+        "batch_size": Option(32, "encode(batch_size=...); BCEmbedding's own default is 256", int),
     }
 
     def _load(self) -> None:

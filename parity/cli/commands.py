@@ -152,25 +152,47 @@ def _failed_what(pair: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, log: WarningLog) -> int:
-    if args.stream or args.keep_vectors:
+    if _streams(args):
         return _stream_and_report(args, log)
     return _run_and_report(args, log, diagnose=not args.no_diagnose)[0]
+
+
+def _streams(args: argparse.Namespace) -> bool:
+    """--stream, --no-stream, or by the --texts file's size (parity.stream.streams_by_default)."""
+    from parity.errors import ParityInputError
+    from parity.stream import streams_by_default
+
+    ray = getattr(args, "engine", "local") == "ray"
+    if args.stream and (not args.texts or ray):
+        raise ParityInputError(
+            "--stream needs --texts FILE and runs on the local engine; "
+            "drop --engine ray or run without --stream"
+        )
+    if args.keep_vectors and args.stream is False:
+        raise ParityInputError("--keep-vectors writes a streamed run's vectors: drop --no-stream")
+    if args.stream is None and args.texts and not ray and streams_by_default(args.texts):
+        args.stream = True
+        if not args.quiet:
+            size = Path(args.texts).stat().st_size / 2**20
+            print(
+                f"parity: {args.texts} is {size:.0f} MiB: streaming it in chunks, memory "
+                "constant (no retrieval set, no report.html); --no-stream holds it all in memory",
+                file=sys.stderr,
+            )
+    if args.keep_vectors and not args.stream:
+        raise ParityInputError("--keep-vectors needs --stream (and --texts FILE)")
+    return bool(args.stream)
 
 
 def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
     """`parity run --stream`: parity.stream.stream_run, then the verdict line as a run's."""
     from parity.adapters import parse_specs
-    from parity.errors import ParityInputError
+    from parity.cache import default_cache
     from parity.metrics import Tolerance
+    from parity.report.junit import write_junit
     from parity.report.terminal import final_table, progress_for
     from parity.stream import stream_run
 
-    ray = getattr(args, "engine", "local") == "ray"
-    if not args.stream or not args.texts or args.csv or args.junit or ray:
-        raise ParityInputError(
-            "--stream needs --texts FILE (--keep-vectors needs --stream) and runs on the local "
-            "engine without --csv or --junit; drop those, or run without --stream"
-        )
     summary = stream_run(
         parse_specs(args.adapter),
         args.texts,
@@ -181,7 +203,11 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
         keep_vectors=args.keep_vectors,
         diagnose=not args.no_diagnose,
         warnings=log.entries,
+        cache=default_cache(args.cache, args.no_cache),
+        csv=args.csv,
     )
+    if args.junit:
+        write_junit(Path(args.junit).expanduser(), summary, "parity run")
     print(verdict_line(summary, args.out))
     if not args.quiet:
         print(final_table(summary, None))  # a streamed run writes report.md, no report.html

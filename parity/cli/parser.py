@@ -55,6 +55,31 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="embed everything again")
 
 
+def _add_stream(run_parser: argparse.ArgumentParser) -> None:
+    """--stream / --no-stream (default: by the --texts file's size) and --keep-vectors."""
+    streaming = run_parser.add_mutually_exclusive_group()
+    streaming.add_argument(
+        "--stream",
+        action="store_const",
+        const=True,
+        help="read --texts in chunks and write per-text results as it goes: memory stays "
+        "constant however large the file (no retrieval set, no report.html); the default "
+        "for a --texts file of 64 MiB or more",
+    )
+    streaming.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_const",
+        const=False,
+        help="hold every text and vector in memory, however large the --texts file",
+    )
+    run_parser.add_argument(
+        "--keep-vectors",
+        metavar="DIR",
+        help="with --stream: write each adapter's vectors as DIR/<label>/<chunk>.npy shards",
+    )
+
+
 def _add_engine(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
@@ -149,17 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--no-diagnose", action="store_true", help="skip the diagnosis")
     _add_no_retrieval(run_parser)
     _add_cache(run_parser)
-    run_parser.add_argument(
-        "--stream",
-        action="store_true",
-        help="read --texts in chunks and write per-text results as it goes: memory stays "
-        "constant however large the file (no retrieval set, no report.html)",
-    )
-    run_parser.add_argument(
-        "--keep-vectors",
-        metavar="DIR",
-        help="with --stream: write each adapter's vectors as DIR/<label>/<chunk>.npy shards",
-    )
+    _add_stream(run_parser)
     _add_engine(run_parser)
     _add_fuzz(sub)
     diagnose_parser = sub.add_parser("diagnose", help="explain why a pair of adapters differs")
