@@ -7,13 +7,14 @@ import importlib.metadata
 import importlib.util
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from parity.adapters.shared import acquire, release
 from parity.errors import (
     AdapterCrash,
     AdapterError,
@@ -189,6 +190,7 @@ class Adapter(abc.ABC):
         for key, raw in config.items():
             self.config[key] = allowed[key].coerce(self.name, key, raw)
         self._loaded = False
+        self._held: list[Hashable] = []  # keys of the shared models this adapter holds
         self.load_seconds = 0.0
         self.embed_seconds = 0.0
 
@@ -219,6 +221,17 @@ class Adapter(abc.ABC):
             raise AdapterUnavailable(f"adapter {self.name!r} is unavailable: {why}")
         started = time.perf_counter()
         try:
+            self._load_explained()
+        except BaseException:
+            self._release()  # what _load had taken from the shared models before it failed
+            raise
+        self.load_seconds = time.perf_counter() - started
+        self._loaded = True
+
+    def _load_explained(self) -> None:
+        """_load, its failures turned into an exit-2 AdapterError (the user's model directory)
+        or an exit-3 AdapterCrash (a bug or a framework failure)."""
+        try:
             self._load()
         except ParityError:  # raised on purpose: it already says what to fix
             raise
@@ -234,13 +247,27 @@ class Adapter(abc.ABC):
                 f"({type(exc).__name__}: {exc}); check that --model points to a complete "
                 "model directory this adapter can read"
             ) from exc
-        self.load_seconds = time.perf_counter() - started
-        self._loaded = True
 
     def close(self) -> None:
         if self._loaded:
             self._close()
+        self._release()
         self._loaded = False
+
+    def shared(self, factory: Callable[[], Any], *key: Hashable) -> Any:
+        """For _load: `factory()`'s object (a framework's loaded model), shared with every
+        adapter of this class in this process loading the same model with the same `key` (all
+        else the loading reads: dtype, device, ...), and released on close. Diagnosis rebuilding
+        a side with max_length=256 then reads no weights again."""
+        full = (type(self).__name__, self.model, *key)
+        loaded = acquire(full, factory)
+        self._held.append(full)
+        return loaded
+
+    def _release(self) -> None:
+        for key in self._held:
+            release(key)
+        self._held = []
 
     def __enter__(self) -> Adapter:
         self.load()

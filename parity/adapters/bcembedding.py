@@ -37,12 +37,18 @@ class BCEmbeddingAdapter(Adapter):
 
     def _load(self) -> None:
         EmbeddingModel = quiet_embedding_model()
-        self.bce = EmbeddingModel(
-            model_name_or_path=self.model,
-            pooler=self.config["pooling"],
-            use_fp16=self.config["dtype"] == "float16",
-            device=self.config["device"],
-            local_files_only=True,  # passed on to from_pretrained: never the hub
+        pooling, dtype, device = (self.config[k] for k in ("pooling", "dtype", "device"))
+        self.bce = self.shared(
+            lambda: EmbeddingModel(
+                model_name_or_path=self.model,
+                pooler=pooling,
+                use_fp16=dtype == "float16",
+                device=device,
+                local_files_only=True,  # passed on to from_pretrained: never the hub
+            ),
+            pooling,
+            dtype,
+            device,
         )
         max_length = self.config["max_length"]
         if max_length == "auto":

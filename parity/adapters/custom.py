@@ -68,15 +68,26 @@ class CustomAdapter(Adapter):
         self.normalize = info.normalize if normalize == "auto" else bool(normalize)
         self.dtype = torch_dtype(self.config["dtype"])
         self.device = self.config["device"]
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
         lowercase = self.config["lowercase"]
         self.lowercase = info.do_lower_case if lowercase == "auto" else bool(lowercase)
-        if self.lowercase:
-            lowercase_tokenizer(self.tokenizer)
-        self.net = (
-            AutoModel.from_pretrained(self.model, dtype=self.dtype, local_files_only=True)
-            .to(self.device)
-            .eval()
+
+        def tokenizer() -> Any:
+            loaded = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
+            if self.lowercase:
+                lowercase_tokenizer(loaded)
+            return loaded
+
+        # shared: a variant with another max_length, pooling, strip ... reads no weights again
+        self.tokenizer = self.shared(tokenizer, "tokenizer", self.lowercase)
+        self.net = self.shared(
+            lambda: (
+                AutoModel.from_pretrained(self.model, dtype=self.dtype, local_files_only=True)
+                .to(self.device)
+                .eval()
+            ),
+            "model",
+            self.config["dtype"],
+            self.device,
         )
         self._torch = torch
         self.last_stages: dict[str, Any] = {}

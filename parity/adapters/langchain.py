@@ -43,11 +43,16 @@ class LangChainAdapter(Adapter):
         encode_kwargs: dict[str, Any] = {}
         if self.config["normalize"] != "auto":
             encode_kwargs["normalize_embeddings"] = bool(self.config["normalize"])
-        self.lc = HuggingFaceEmbeddings(
-            model_name=self.model,
-            # passed on to SentenceTransformer: a local directory, never the hub
-            model_kwargs={"device": self.config["device"], "local_files_only": True},
-            encode_kwargs=encode_kwargs,
+        device = self.config["device"]
+        self.lc = self.shared(
+            lambda: HuggingFaceEmbeddings(
+                model_name=self.model,
+                # passed on to SentenceTransformer: a local directory, never the hub
+                model_kwargs={"device": device, "local_files_only": True},
+                encode_kwargs=encode_kwargs,
+            ),
+            device,
+            self.config["normalize"],
         )
 
     def _close(self) -> None:

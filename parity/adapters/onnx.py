@@ -163,8 +163,11 @@ class OnnxAdapter(Adapter):
                 f"{self.label}: provider {self.config['provider']!r} is not available here; "
                 f"choose from {', '.join(available)}"
             )
-        self.session = ort.InferenceSession(
-            str(path / ONNX_FILE), providers=[self.config["provider"]]
+        provider = self.config["provider"]
+        self.session = self.shared(
+            lambda: ort.InferenceSession(str(path / ONNX_FILE), providers=[provider]),
+            "session",
+            provider,
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.quantized = quantized_operators(path / ONNX_FILE)

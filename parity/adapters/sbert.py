@@ -77,8 +77,12 @@ class SentenceTransformersAdapter(Adapter):
     }
 
     def _load(self) -> None:
-        self.st = load_sentence_transformer(
-            self.model, self.config["device"], self.config["dtype"], self.config["normalize"]
+        device, dtype, normalize = (self.config[k] for k in ("device", "dtype", "normalize"))
+        self.st = self.shared(
+            lambda: load_sentence_transformer(self.model, device, dtype, normalize),
+            device,
+            dtype,
+            normalize,
         )
 
     def _close(self) -> None:
