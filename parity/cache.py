@@ -38,6 +38,7 @@ ENV = "PARITY_CACHE"
 DEFAULT_MAX_BYTES = 2 << 30
 STALE_TEMP_SECONDS = 3600  # a temp shard this old belongs to no live writer
 FORMAT = "v1"
+BLOB = "run.zip"  # a remembered run's outputs (parity.remember), beside the vector shards
 # describe() keys that name a run, not what the adapter computes
 _NOT_KEYED = ("label", "model")
 
@@ -150,12 +151,14 @@ class CacheInfo:
     vectors: int
     bytes: int
     max_bytes: int
+    runs: int = 0
 
     def lines(self) -> list[str]:
         return [
             f"cache: {self.root}",
             f"adapters/configurations: {self.keys}",
             f"shards: {self.shards}, vectors: {self.vectors}",
+            f"remembered runs: {self.runs}",
             f"size: {self.bytes / 1e6:.1f} MB of {self.max_bytes / 1e6:.0f} MB",
         ]
 
@@ -227,9 +230,36 @@ class EmbeddingCache:
                 stacklevel=2,
             )
 
+    def read_blob(self, key: str) -> bytes | None:
+        """The bytes stored under `key` with store_blob (a remembered run), or None."""
+        path = self._dir(key) / BLOB
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        _touch(path)
+        return data
+
+    def store_blob(self, key: str, data: bytes) -> None:
+        """Keep `data` under `key`, whole or not at all (as a shard), then evict past the bound."""
+        try:
+            write_atomic(self._dir(key) / BLOB, data)
+            self.evict()
+        except OSError as exc:
+            warnings.warn(
+                f"embedding cache {self.root}: cannot write ({os_reason(exc)}); this run is "
+                "not remembered (--cache DIR elsewhere, or --no-cache)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
     def _shards(self) -> list[Path]:
         base = self.root / FORMAT
         return list(base.glob("*/*.npz")) if base.is_dir() else []
+
+    def _blobs(self) -> list[Path]:
+        base = self.root / FORMAT
+        return list(base.glob(f"*/{BLOB}")) if base.is_dir() else []
 
     def evict(self) -> int:
         """Remove least recently used shards until the cache is within its bound (and temp files
@@ -239,7 +269,7 @@ class EmbeddingCache:
                 if time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                     tmp.unlink()
         sized = []
-        for shard in self._shards():
+        for shard in [*self._shards(), *self._blobs()]:
             try:
                 stat = shard.stat()
             except FileNotFoundError:
@@ -267,10 +297,14 @@ class EmbeddingCache:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
                 continue
         keys = len({shard.parent.name for shard in shards})
-        return CacheInfo(self.root, keys, len(shards), vectors, size, self.max_bytes)
+        runs = self._blobs()
+        for run in runs:
+            with contextlib.suppress(OSError):
+                size += run.stat().st_size
+        return CacheInfo(self.root, keys, len(shards), vectors, size, self.max_bytes, len(runs))
 
     def clear(self) -> int:
-        """Remove every entry; the number of shards removed."""
+        """Remove every entry (remembered runs too); the number of shards removed."""
         count = len(self._shards())
         shutil.rmtree(self.root / FORMAT, ignore_errors=True)
         return count

@@ -106,7 +106,7 @@ def test_default_cache_follows_flags_and_environment(monkeypatch: pytest.MonkeyP
     assert cache is not None and cache.root == Path(".parity-cache")
 
 
-def _run(model: Path, cache: Path, out: Path, *adapters: str) -> dict:
+def _run(model: Path, cache: Path, out: Path, *adapters: str, rerun: bool = False) -> dict:
     args = [
         "run",
         "--model",
@@ -119,7 +119,7 @@ def _run(model: Path, cache: Path, out: Path, *adapters: str) -> dict:
     ]
     for spec in adapters:
         args += ["--adapter", spec]
-    main(args)
+    main([*args, "--rerun"] if rerun else args)
     return json.loads((out / "summary.json").read_text())
 
 
@@ -131,7 +131,7 @@ def test_a_rerun_reads_the_cache_and_reports_the_same_figures(
     specs = ("custom", "custom:strip=true", "sentence-transformers")
     first = _run(bpe_model, cache, tmp_path / "one", *specs)
     assert "from the cache" not in capsys.readouterr().err
-    second = _run(bpe_model, cache, tmp_path / "two", *specs)
+    second = _run(bpe_model, cache, tmp_path / "two", *specs, rerun=True)
     err = capsys.readouterr().err
     assert err.count("120 of 120 texts from the cache") == 3
     assert first["passed"] is False and second["passed"] is False
@@ -228,7 +228,7 @@ def test_one_configuration_twice_in_a_run_is_embedded_twice(
 ) -> None:
     cache = tmp_path / "cache"
     _run(bpe_model, cache, tmp_path / "one", "custom", "custom:label=again")
-    _run(bpe_model, cache, tmp_path / "two", "custom", "custom:label=again")
+    _run(bpe_model, cache, tmp_path / "two", "custom", "custom:label=again", rerun=True)
     err = capsys.readouterr().err
     # the second run reads the first side from the cache; the same configuration again is
     # embedded for real, so a "same stack twice" check compares two real embeddings

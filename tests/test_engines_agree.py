@@ -1,6 +1,7 @@
 """One verdict however a run is made: `parity run` on the built-in corpus gives the same exit
 code, summary.json figures, causes and per-text rows in memory, from the embedding cache,
-streamed (chosen by the file's size), and on a local 2-CPU Ray cluster."""
+recalled as an unchanged run, streamed (chosen by the file's size), and on a local 2-CPU Ray
+cluster."""
 
 from __future__ import annotations
 
@@ -73,7 +74,11 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
 
     runs: dict[str, tuple[int, dict[str, Any], str]] = {}
     runs["cache-cold"] = _run(bpe_model, corpus, tmp_path / "cold", capsys, "--no-stream", *cache)
-    runs["cache-warm"] = _run(bpe_model, corpus, tmp_path / "warm", capsys, "--no-stream", *cache)
+    warm = ("--no-stream", "--rerun", *cache)  # run again, its vectors from the cache
+    runs["cache-warm"] = _run(bpe_model, corpus, tmp_path / "warm", capsys, *warm)
+    runs["remembered"] = _run(
+        bpe_model, corpus, tmp_path / "remembered", capsys, "--no-stream", *cache
+    )
     runs["stream"] = _run(bpe_model, corpus, tmp_path / "stream", capsys, "--no-cache")
     runs["stream-warm"] = _run(bpe_model, corpus, tmp_path / "stream-warm", capsys, *cache)
     runs["ray"] = _run(bpe_model, corpus, tmp_path / "ray", capsys, "--engine", "ray")
@@ -88,5 +93,6 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     assert "streaming it in chunks" in runs["stream"][2]
     assert not (tmp_path / "stream/report.html").exists()
     assert not list((tmp_path / "stream").glob(".parity-stream-*"))  # its work files go
+    assert "unchanged since a run remembered in the cache" in runs["remembered"][2]
     assert runs["stream-warm"][2].count("120 of 120 texts from the cache") == 3
     assert "on 2 Ray workers" in runs["ray"][2]  # two actors per adapter, each loading once

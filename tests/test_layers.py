@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("parity.gate",),
     ("parity.report",),
     ("parity.stream",),
+    ("parity.remember",),
     ("parity.assertions",),
     ("parity.cli", "parity.pytest_plugin", "parity.strategies", "parity.__main__", "parity"),
 ]

@@ -230,6 +230,12 @@ def _run_and_report(
     texts = _load_texts(args.texts)
     progress = progress_for(sys.stderr, quiet=args.quiet)
     engine = _engine(args)
+    cache = None if engine is not None else default_cache(args.cache, args.no_cache)
+    memo = _memo(cache, specs, args, texts, diagnose)
+    rerun = memo is None or getattr(args, "rerun", False)
+    recalled = None if rerun else memo.recall(args.out, _outputs(args))
+    if recalled is not None:
+        return _replay(args, recalled, memo)
     try:
         result = run(
             specs,
@@ -239,7 +245,7 @@ def _run_and_report(
             progress=progress,
             keep_adapters=diagnose,
             retrieval=None if args.no_retrieval else _retrieval_set(),
-            cache=None if engine is not None else default_cache(args.cache, args.no_cache),
+            cache=cache,
             engine=engine,
         )
     finally:
@@ -249,6 +255,69 @@ def _run_and_report(
     summary = write_report(
         result, args.out, "parity run", log, extra, csv=args.csv, junit=args.junit
     )
+    if memo is not None:
+        memo.keep(summary, args.out, _outputs(args))
+    print(verdict_line(summary, args.out))
+    if not args.quiet:
+        print(final_table(summary, args.out))
+    return exit_code(summary["passed"]), summary
+
+
+def _outputs(args: argparse.Namespace) -> list[str]:
+    """The files a run writes into --out (none without it)."""
+    from parity.report.results import CSV_FILE, RESULTS_FILE
+
+    if not args.out:
+        return []
+    return [
+        "summary.json",
+        "report.md",
+        "report.html",
+        RESULTS_FILE,
+        *([CSV_FILE] if args.csv else []),
+    ]
+
+
+def _memo(
+    cache: Any, specs: Any, args: argparse.Namespace, texts: list[str], diagnose: bool
+) -> Any:
+    """Where this run's outputs are remembered in the cache (parity.remember), or None."""
+    from parity.metrics import Tolerance
+    from parity.modelinfo import resolve_model
+    from parity.remember import remembered
+
+    settings = {
+        "model": str(resolve_model(args.model)),
+        "tolerance": repr(Tolerance.parse(args.tol)),
+        "retrieval": not args.no_retrieval,
+        "diagnose": diagnose,
+    }
+    return remembered(cache, specs, resolve_model(args.model), texts, settings)
+
+
+def _replay(
+    args: argparse.Namespace, summary: dict[str, Any], memo: Any
+) -> tuple[int, dict[str, Any]]:
+    """An unchanged run: the remembered outputs, verdict and table, as the run printed them."""
+    from parity.report.ci import publish
+    from parity.report.junit import write_junit
+    from parity.report.results import CSV_FILE
+    from parity.report.terminal import final_table
+
+    if args.out and not args.csv:  # an earlier --csv run's rows must not outlive this verdict
+        (Path(args.out) / CSV_FILE).unlink(missing_ok=True)
+    if not args.quiet:
+        for entry in summary.get("warnings", []):
+            print(f"parity: warning: {entry['category']}: {entry['message']}", file=sys.stderr)
+        print(
+            "parity: unchanged since a run remembered in the cache (same adapters, model files, "
+            "library versions, texts, tolerance and parity): its outputs, not run again; "
+            "--rerun runs it (vectors from the cache), --no-cache embeds again",
+            file=sys.stderr,
+        )
+    if args.junit:
+        write_junit(Path(args.junit).expanduser(), summary, "parity run")
+    publish(summary, "parity run")
     print(verdict_line(summary, args.out))
     if not args.quiet:
         print(final_table(summary, args.out))

@@ -53,6 +53,12 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
         "library versions and platform (default: $PARITY_CACHE, else .parity-cache)",
     )
     parser.add_argument("--no-cache", action="store_true", help="embed everything again")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run again even when the cache remembers this very run (its vectors still come "
+        "from the cache)",
+    )
 
 
 def _add_stream(run_parser: argparse.ArgumentParser) -> None:

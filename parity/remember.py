@@ -1,0 +1,139 @@
+"""An unchanged `parity run` answered from the cache: the run's outputs (summary.json and the
+report files) are kept under a key of everything that decides them, and a run with the same key
+copies them back instead of loading, embedding and diagnosing again.
+
+The key: parity's own files (diagnosis included), every side's spec, adapter code and model
+files, the versions of every library an adapter reports, the platform and Python, the texts'
+sha256, the tolerance and the command's flags. A side the embedding cache may not hold (a server,
+a vectors file) or one off the CPU (whose accelerator the key cannot read without loading torch)
+makes the run one that is never remembered."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import platform
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parity.adapters import AdapterSpec
+from parity.adapters.base import VERSIONED_PACKAGES, library_versions
+from parity.cache import EmbeddingCache, adapter_code, model_digest
+from parity.errors import ParityInputError
+from parity.files import os_reason, text_sha256, write_atomic
+
+SUMMARY = "summary.json"
+KIND = "parity-run-v1"
+
+
+@functools.cache
+def package_digest() -> str:
+    """sha256 over parity's own files: a changed probe or report changes every key."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_key(
+    specs: Sequence[AdapterSpec],
+    model: Path,
+    texts: Sequence[str],
+    settings: Mapping[str, Any],
+) -> str | None:
+    """The key of a run's outputs, or None where the run must not be remembered."""
+    sides = []
+    distributions: set[str] = set(VERSIONED_PACKAGES)
+    for spec in specs:
+        adapter = spec.build(model)  # built, not loaded: no framework is imported
+        if not adapter.cacheable or str(adapter.config.get("device", "cpu")) != "cpu":
+            return None
+        cls = type(adapter)
+        distributions.update(cls.distributions)
+        side_model = model_digest(adapter.model) or adapter.model
+        sides.append([spec.as_string(), adapter_code(cls), side_model])
+    material = {
+        "kind": KIND,
+        "parity": package_digest(),
+        "sides": sides,
+        "versions": library_versions(sorted(distributions)),
+        "platform": [platform.platform(), platform.machine(), sys.version],
+        "texts": hashlib.sha256("".join(map(text_sha256, texts)).encode()).hexdigest(),
+        "settings": dict(settings),
+    }
+    blob = json.dumps(material, sort_keys=True, default=str).encode("utf-8")
+    return "run-" + hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class Remembered:
+    """A run's key in one cache: recall() its outputs, or keep() them after the run."""
+
+    cache: EmbeddingCache
+    key: str
+
+    def recall(self, out: str | Path | None, wanted: Sequence[str]) -> dict[str, Any] | None:
+        """The remembered summary.json dict, its files (those in `wanted`) written into `out`;
+        None when nothing is remembered or the remembered run wrote fewer files."""
+        data = self.cache.read_blob(self.key)
+        if data is None:
+            return None
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                files = {name: archive.read(name) for name in archive.namelist()}
+            summary = json.loads(files[SUMMARY])
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+            return None  # damaged: the run runs and replaces it
+        if out is not None and not set(wanted) <= set(files):
+            return None
+        if out is not None:
+            _write_files(Path(out), {name: files[name] for name in wanted})
+        return summary if isinstance(summary, dict) else None
+
+    def keep(
+        self, summary: Mapping[str, Any], out: str | Path | None, names: Sequence[str]
+    ) -> None:
+        """Store summary.json and the named files `out` holds (report.md, report.html, ...)."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            if out is None or not (Path(out) / SUMMARY).is_file():
+                archive.writestr(SUMMARY, json.dumps(summary, default=str))
+            for name in names:
+                path = Path(out) / name if out is not None else None
+                if path is not None and path.is_file():
+                    archive.write(path, name)
+        self.cache.store_blob(self.key, buffer.getvalue())
+
+
+def _write_files(out: Path, files: Mapping[str, bytes]) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_atomic(out / name, data)
+    except OSError as exc:
+        raise ParityInputError(
+            f"{exc.filename or out}: cannot write the report: {os_reason(exc)}; "
+            "give --out a writable directory"
+        ) from exc
+
+
+def remembered(
+    cache: EmbeddingCache | None,
+    specs: Sequence[AdapterSpec],
+    model: Path,
+    texts: Sequence[str],
+    settings: Mapping[str, Any],
+) -> Remembered | None:
+    """The run's place in `cache`, or None (no cache, or a run that is never remembered)."""
+    if cache is None:
+        return None
+    key = run_key(specs, model, texts, settings)
+    return None if key is None else Remembered(cache, key)

@@ -1,0 +1,117 @@
+"""An unchanged `parity run` is answered from the cache (parity.remember): the same outputs and
+exit code with no model loaded; anything in its key changing runs it again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from parity.adapters import AdapterSpec
+from parity.adapters.base import Adapter
+from parity.cache import EmbeddingCache
+from parity.cli import main
+from parity.remember import run_key
+
+SPECS = ["custom", "custom:strip=true"]
+TEXTS = ["a", " edge ", "two words", "\tlast\n"]
+UNCHANGED = "parity: unchanged since a run remembered in the cache"
+
+
+def _run(model: Path, texts: Path, out: Path, cache: Path, *extra: str) -> int:
+    argv = ["run", "--model", str(model), "--texts", str(texts), "--out", str(out)]
+    argv += ["--cache", str(cache), "--no-retrieval", *extra]
+    for spec in SPECS:
+        argv += ["--adapter", spec]
+    return main(argv)
+
+
+@pytest.fixture
+def texts(tmp_path: Path) -> Path:
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
+    return path
+
+
+def _no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Adapter) -> None:
+        raise AssertionError(f"{self.label} loaded a model")
+
+    monkeypatch.setattr(Adapter, "load", refuse)
+
+
+def test_an_unchanged_run_gives_the_first_runs_outputs_without_loading_a_model(
+    bpe_model: Path,
+    texts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    junit = tmp_path / "junit.xml"
+    first = _run(bpe_model, texts, tmp_path / "first", cache)
+    first_io = capsys.readouterr()
+    assert first == 1 and UNCHANGED not in first_io.err  # strip=true differs on " edge "
+    _no_loading(monkeypatch)
+    again = _run(bpe_model, texts, tmp_path / "again", cache, "--junit", str(junit))
+    again_io = capsys.readouterr()
+    assert again == 1 and UNCHANGED in again_io.err
+    assert again_io.out == first_io.out.replace(str(tmp_path / "first"), str(tmp_path / "again"))
+    for name in ("summary.json", "report.md", "report.html", "results.parquet"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "first" / name).read_bytes()
+    assert 'failures="1"' in junit.read_text()
+    info = EmbeddingCache(cache).info()
+    assert info.runs == 1 and info.keys == 2  # one remembered run beside each side's vectors
+
+
+def test_a_changed_tolerance_or_model_file_runs_again(
+    bpe_model: Path,
+    texts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cache = tmp_path / "cache"
+    model = Path(shutil.copytree(bpe_model, tmp_path / "bpe"))
+    assert _run(model, texts, tmp_path / "a", cache) == 1
+    capsys.readouterr()
+    assert _run(model, texts, tmp_path / "b", cache, "--tol", "1") == 0  # another verdict
+    assert UNCHANGED not in capsys.readouterr().err
+    config = model / "tokenizer_config.json"
+    config.write_text(config.read_text() + "\n")  # the same settings, other bytes
+    assert _run(model, texts, tmp_path / "c", cache) == 1
+    assert UNCHANGED not in capsys.readouterr().err
+    assert _run(model, texts, tmp_path / "d", cache) == 1
+    assert UNCHANGED in capsys.readouterr().err
+    assert _run(model, texts, tmp_path / "e", cache, "--no-cache") == 1
+    assert UNCHANGED not in capsys.readouterr().err
+
+
+def test_a_damaged_remembered_run_runs_again_and_is_replaced(
+    bpe_model: Path, texts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    assert _run(bpe_model, texts, tmp_path / "a", cache) == 1
+    (blob,) = cache.glob("v1/run-*/run.zip")
+    blob.write_bytes(b"PK\x03\x04 torn")
+    capsys.readouterr()
+    assert _run(bpe_model, texts, tmp_path / "b", cache) == 1
+    assert UNCHANGED not in capsys.readouterr().err
+    assert _run(bpe_model, texts, tmp_path / "c", cache) == 1
+    assert UNCHANGED in capsys.readouterr().err
+
+
+def test_a_server_or_a_vectors_file_is_never_remembered(bpe_model: Path, tmp_path: Path) -> None:
+    plain = [AdapterSpec.parse(s) for s in SPECS]
+    settings = {"tolerance": "default"}
+    assert run_key(plain, bpe_model, TEXTS, settings) == run_key(plain, bpe_model, TEXTS, settings)
+    assert run_key(plain, bpe_model, TEXTS, settings) != run_key(
+        plain, bpe_model, TEXTS[:3], settings
+    )
+    served = AdapterSpec.parse("http:url=http://127.0.0.1:9/embeddings,model=m")
+    assert run_key([plain[0], served], bpe_model, TEXTS, settings) is None
+    exported = AdapterSpec.parse(f"vectors:path={tmp_path / 'v.parquet'}")
+    assert run_key([plain[0], exported], bpe_model, TEXTS, settings) is None
+    on_gpu = AdapterSpec.parse("custom:device=cuda")
+    assert run_key([plain[0], on_gpu], bpe_model, TEXTS, settings) is None
