@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class RayEngine:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers
         self._started = False
+        self._pools: dict[str, _Pool] = {}  # kept between embed() calls (keep_pools), by label
 
     def __enter__(self) -> RayEngine:
         self.start()
@@ -84,11 +86,41 @@ class RayEngine:
         self._started = True
 
     def close(self) -> None:
+        for pool in self._pools.values():
+            pool.stop()
+        self._pools = {}
         if self._started:
             import ray
 
             ray.shutdown()
             self._started = False
+
+    def keep_pools(self, specs: Sequence[AdapterSpec], models: Mapping[str, str | Path]) -> None:
+        """Start one pool per spec that lives until close(), for many embed() calls (a streamed
+        run's chunks): each model loads once per worker for the whole file. Each actor asks for
+        1/len(specs) of a CPU, so that every pool fits on the cluster at once."""
+        self.start()
+        share = 1 / len(specs)
+        for spec in specs:
+            self._pools[spec.label] = self._start_pool(spec, models[spec.label], None, share)
+
+    def _start_pool(
+        self, spec: AdapterSpec, model: str | Path, chunks: int | None, share: float
+    ) -> _Pool:
+        """`workers` actors (else one per CPU of the cluster; at most `chunks`), each loading
+        the adapter once; their describe() is read first, so a load failure surfaces here."""
+        import ray
+
+        cpus = self.workers or int(ray.cluster_resources().get("CPU", 1))
+        count = max(1, min(cpus, chunks) if chunks is not None else cpus)
+        worker: Any = ray.remote(num_cpus=share)(_Worker)
+        pool = _Pool([worker.remote(spec.as_string(), str(model)) for _ in range(count)], {})
+        try:
+            pool.described = _get(ray, pool.actors[0].describe.remote())
+        except BaseException:
+            pool.stop()
+            raise
+        return pool
 
     def embed(
         self,
@@ -107,27 +139,40 @@ class RayEngine:
         unique = list(dict.fromkeys(texts))
         order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
         chunks = [order[i : i + chunk] for i in range(0, len(order), chunk)]
-        count = max(1, min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(chunks)))
-        worker: Any = ray.remote(num_cpus=1)(_Worker)
-        actors: list[Any] = [worker.remote(spec.as_string(), str(model)) for _ in range(count)]
+        kept = self._pools.get(spec.label)
+        pool = kept or self._start_pool(spec, model, len(chunks), 1.0)
         try:
             started = time.perf_counter()
-            described = _get(ray, actors[0].describe.remote())
-            parts = ActorPool(actors).map(
+            parts = ActorPool(pool.actors).map(
                 lambda actor, rows: actor.embed.remote([unique[i] for i in rows]), chunks
             )
             vectors, tokens = _gather(ray, parts, chunks, len(unique), spec.label, progress)
             seconds = time.perf_counter() - started
             progress(
-                f"{spec.label}: {len(unique)} texts in {seconds:.1f} s on {count} Ray workers "
-                f"({len(unique) / max(seconds, 1e-9):.0f} texts/s)"
+                f"{spec.label}: {len(unique)} texts in {seconds:.1f} s on {len(pool.actors)} Ray "
+                f"workers ({len(unique) / max(seconds, 1e-9):.0f} texts/s)"
             )
         finally:
-            for actor in actors:
-                ray.kill(actor)
+            if kept is None:
+                pool.stop()
         row_of = {text: row for row, text in enumerate(unique)}
         rows = [row_of[text] for text in texts]
-        return vectors[rows], described, None if tokens is None else [tokens[r] for r in rows]
+        return vectors[rows], pool.described, None if tokens is None else [tokens[r] for r in rows]
+
+
+@dataclass
+class _Pool:
+    """One adapter's actors and the describe() the first of them returned."""
+
+    actors: list[Any]
+    described: dict[str, Any]
+
+    def stop(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
 
 
 def _gather(

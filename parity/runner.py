@@ -191,6 +191,9 @@ class Engine(Protocol):
         progress: Callable[[str], None],
     ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]: ...
 
+    def keep_pools(self, specs: Sequence[AdapterSpec], models: Mapping[str, str | Path]) -> None:
+        """Keep each spec's workers loaded across embed() calls until the engine closes."""
+
 
 def embed_specs(
     specs: Sequence[AdapterSpec],

@@ -44,7 +44,14 @@ from parity.report.results import (
     pair_name,
     results_frame,
 )
-from parity.runner import RunResult, call_size, embed_all, embed_cached, require_two
+from parity.runner import (
+    Engine,
+    RunResult,
+    call_size,
+    embed_all,
+    embed_cached,
+    require_two,
+)
 from parity.texts import iter_text_chunks
 
 CHUNK_ENV = "PARITY_STREAM_CHUNK"  # texts per chunk (default DEFAULT_CHUNK)
@@ -170,6 +177,8 @@ class Stream:
     keep_vectors: Path | None
     cache: EmbeddingCache | None = None
     used: dict[str, str] = field(default_factory=dict)  # cache keys read or filled, by side
+    engine: Engine | None = None  # where chunks are embedded when not here (--engine ray)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # describe(), from the engine
     n: int = 0
     chunks: int = 0
     kept_texts: dict[int, str] = field(default_factory=dict)
@@ -207,8 +216,7 @@ def add_chunk(stream: Stream, texts: list[str], progress: Callable[[str], None])
     """Embed one chunk with every adapter, compare every pair on it, append its rows."""
     texts = validate_texts(texts)
     offset = stream.n
-    vectors = {label: _embed(stream, a, texts, progress) for label, a in stream.adapters.items()}
-    tokens = {label: adapter.tokenize(texts) for label, adapter in stream.adapters.items()}
+    vectors, tokens = _embed_chunk(stream, texts, progress)
     for k, track in enumerate(stream.tracks):
         part = compare_pair(
             track.a, vectors[track.a], track.b, vectors[track.b], texts, track.tolerance
@@ -238,13 +246,27 @@ def add_chunk(stream: Stream, texts: list[str], progress: Callable[[str], None])
     progress(f"{stream.n} texts embedded and compared")
 
 
-def _embed(
-    stream: Stream, adapter: Adapter, texts: list[str], progress: Callable[[str], None]
-) -> np.ndarray:
-    """One chunk's vectors from one adapter, through the embedding cache where it may."""
-    if stream.cache is not None and adapter.cacheable:
-        return embed_cached(adapter, texts, progress, stream.cache, stream.used)
-    return embed_all(adapter, texts, progress, call_size(adapter))
+def _embed_chunk(
+    stream: Stream, texts: list[str], progress: Callable[[str], None]
+) -> tuple[dict[str, np.ndarray], dict[str, list[list[str]] | None]]:
+    """One chunk's vectors and token strings from every adapter: on the engine's workers, or
+    here through the embedding cache where an adapter may be cached."""
+    vectors: dict[str, np.ndarray] = {}
+    tokens: dict[str, list[list[str]] | None] = {}
+    for label, adapter in stream.adapters.items():
+        if stream.engine is not None:
+            spec = stream.specs[label]
+            vectors[label], config, tokens[label] = stream.engine.embed(
+                spec, adapter.model, texts, call_size(adapter), progress
+            )
+            stream.configs.setdefault(label, config)
+            continue
+        if stream.cache is not None and adapter.cacheable:
+            vectors[label] = embed_cached(adapter, texts, progress, stream.cache, stream.used)
+        else:
+            vectors[label] = embed_all(adapter, texts, progress, call_size(adapter))
+        tokens[label] = adapter.tokenize(texts)
+    return vectors, tokens
 
 
 def write_shards(
@@ -297,7 +319,7 @@ def diagnose_kept(
         model=model,
         texts=texts,
         embeddings=embeddings,
-        configs={label: a.describe() for label, a in stream.adapters.items()},
+        configs={label: _config(stream, label) for label in stream.adapters},
         specs=stream.specs,
         comparison=small_comparison,
         adapters=stream.adapters,
@@ -388,6 +410,7 @@ def stream_run(
     warnings: Sequence[dict[str, str]] = (),
     cache: EmbeddingCache | None = None,
     csv: bool = False,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Stream a texts file through every adapter (see the module docstring) and return the
     summary.json dict, written with report.md and results.parquet when `out` is given; each
@@ -398,7 +421,12 @@ def stream_run(
     chunks = iter_text_chunks(path, chunk_size())
     first = next(chunks)  # a file with no texts, or an unreadable one: before any model loads
     progress("streaming: no retrieval set (its impact needs every vector held at once)")
-    adapters = load_adapters(specs, model_path, progress)
+    if engine is None:
+        adapters = load_adapters(specs, model_path, progress)
+    else:  # built here, loaded only if diagnosis needs them; the workers load their own
+        adapters = {spec.label: spec.build(model_path) for spec in specs}
+        progress(f"starting a pool of {engine.name} workers per adapter")
+        engine.keep_pools(specs, {label: a.model for label, a in adapters.items()})
     parent = Path(out) if out else None
     if parent is not None:
         _make_dir(parent)
@@ -410,7 +438,8 @@ def stream_run(
             [PairTrack(a, b, tolerance) for a, b in _pairs(list(adapters))],
             work,
             Path(keep_vectors) if keep_vectors else None,
-            cache,
+            None if engine is not None else cache,
+            engine=engine,
         )
         stream_texts(stream, _chained(first, chunks), progress)
         summary = finish(stream, str(model_path), parent, diagnose, warnings, progress)
@@ -451,9 +480,9 @@ def finish(
             "label": label,
             "name": stream.specs[label].name,
             "spec": stream.specs[label].as_string(),
-            "config": adapter.describe(),
+            "config": _config(stream, label),
         }
-        for label, adapter in stream.adapters.items()
+        for label in stream.adapters
     ]
     summary = build_summary(
         comparison,
@@ -473,6 +502,11 @@ def finish(
         write_outputs(out, summary, render_markdown(summary, "parity run"))
     publish(summary, "parity run")  # GitHub's job summary and annotations; nothing elsewhere
     return summary
+
+
+def _config(stream: Stream, label: str) -> dict[str, Any]:
+    """An adapter's describe(): as the engine's workers returned it, else from the one here."""
+    return stream.configs.get(label) or stream.adapters[label].describe()
 
 
 def _make_dir(path: Path) -> None:

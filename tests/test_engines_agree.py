@@ -1,7 +1,7 @@
 """One verdict however a run is made: `parity run` on the built-in corpus gives the same exit
 code, summary.json figures, causes and per-text rows in memory, from the embedding cache,
 recalled as an unchanged run, streamed (chosen by the file's size), and on a local 2-CPU Ray
-cluster."""
+cluster, whole or streamed."""
 
 from __future__ import annotations
 
@@ -81,7 +81,10 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     )
     runs["stream"] = _run(bpe_model, corpus, tmp_path / "stream", capsys, "--no-cache")
     runs["stream-warm"] = _run(bpe_model, corpus, tmp_path / "stream-warm", capsys, *cache)
-    runs["ray"] = _run(bpe_model, corpus, tmp_path / "ray", capsys, "--engine", "ray")
+    runs["ray"] = _run(
+        bpe_model, corpus, tmp_path / "ray", capsys, "--engine", "ray", "--no-stream"
+    )
+    runs["stream-ray"] = _run(bpe_model, corpus, tmp_path / "stream-ray", capsys, "--engine", "ray")
     for name, (code, summary, _) in runs.items():
         assert code == plain_code, name
         _same_summary(summary, plain)
@@ -96,3 +99,6 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     assert "unchanged since a run remembered in the cache" in runs["remembered"][2]
     assert runs["stream-warm"][2].count("120 of 120 texts from the cache") == 3
     assert "on 2 Ray workers" in runs["ray"][2]  # two actors per adapter, each loading once
+    assert "streaming it in chunks" in runs["stream-ray"][2]
+    assert "starting a pool of ray workers per adapter" in runs["stream-ray"][2]
+    assert runs["stream-ray"][2].count("120 texts in") == 3  # each pool's one chunk

@@ -131,7 +131,6 @@ def test_a_malformed_line_mid_file_is_exit_2_and_no_pass(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--stream", "--engine", "ray"], "--stream needs --texts FILE and runs on the local"),
         (["--keep-vectors", "v", "--no-stream"], "--keep-vectors writes a streamed run's"),
         (["--keep-vectors", "v"], "--keep-vectors needs --stream"),  # a small file: no stream
         (["--stream", "--no-stream"], "not allowed with argument"),
@@ -193,3 +192,14 @@ def test_a_streamed_run_writes_the_csv_and_junit_a_run_does(
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failed == [f"{p['a']} vs {p['b']}" for p in summary["pairs"] if not p["passed"]]
     assert failed == ["custom:strip=true vs sentence-transformers", "custom:strip=true vs custom"]
+
+
+def test_stream_without_a_texts_file_is_one_exit_2_line(
+    bpe_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--model", str(bpe_model), "--stream", "--quiet"]
+    code = main([*argv, "--adapter", "custom", "--adapter", "langchain"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and err == "parity: error: --stream needs --texts FILE; give the file to stream\n"
+    )

@@ -162,15 +162,11 @@ def _streams(args: argparse.Namespace) -> bool:
     from parity.errors import ParityInputError
     from parity.stream import streams_by_default
 
-    ray = getattr(args, "engine", "local") == "ray"
-    if args.stream and (not args.texts or ray):
-        raise ParityInputError(
-            "--stream needs --texts FILE and runs on the local engine; "
-            "drop --engine ray or run without --stream"
-        )
+    if args.stream and not args.texts:
+        raise ParityInputError("--stream needs --texts FILE; give the file to stream")
     if args.keep_vectors and args.stream is False:
         raise ParityInputError("--keep-vectors writes a streamed run's vectors: drop --no-stream")
-    if args.stream is None and args.texts and not ray and streams_by_default(args.texts):
+    if args.stream is None and args.texts and streams_by_default(args.texts):
         args.stream = True
         if not args.quiet:
             size = Path(args.texts).stat().st_size / 2**20
@@ -193,19 +189,25 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.report.terminal import final_table, progress_for
     from parity.stream import stream_run
 
-    summary = stream_run(
-        parse_specs(args.adapter),
-        args.texts,
-        model=args.model,
-        tolerance=Tolerance.parse(args.tol),
-        progress=progress_for(sys.stderr, quiet=args.quiet),
-        out=args.out,
-        keep_vectors=args.keep_vectors,
-        diagnose=not args.no_diagnose,
-        warnings=log.entries,
-        cache=default_cache(args.cache, args.no_cache),
-        csv=args.csv,
-    )
+    engine = _engine(args)
+    try:
+        summary = stream_run(
+            parse_specs(args.adapter),
+            args.texts,
+            model=args.model,
+            tolerance=Tolerance.parse(args.tol),
+            progress=progress_for(sys.stderr, quiet=args.quiet),
+            out=args.out,
+            keep_vectors=args.keep_vectors,
+            diagnose=not args.no_diagnose,
+            warnings=log.entries,
+            cache=None if engine is not None else default_cache(args.cache, args.no_cache),
+            csv=args.csv,
+            engine=engine,
+        )
+    finally:
+        if engine is not None:
+            engine.close()
     if args.junit:
         write_junit(Path(args.junit).expanduser(), summary, "parity run")
     print(verdict_line(summary, args.out))
