@@ -36,6 +36,7 @@ from parity.metrics import DIMENSION, METRICS, Tolerance
 from parity.modelinfo import resolve_model
 from parity.report import build_summary, render_markdown, write_outputs
 from parity.report.ci import publish
+from parity.report.html import SCATTER_BUDGET, write_html
 from parity.report.markdown import verdict_text
 from parity.report.results import (
     CSV_FILE,
@@ -59,6 +60,7 @@ DEFAULT_CHUNK = 2048
 BYTES_ENV = "PARITY_STREAM_BYTES"  # the --texts file size from which a run streams
 AUTO_BYTES = 64 * 2**20  # ~5x10^5 texts of 120 characters: well under a GiB of vectors held
 KEEP_FAILING = 256  # failing texts per pair whose vectors are kept for diagnosis
+HTML_ROWS = SCATTER_BUDGET  # rows per pair report.html draws its figures from
 SCHEMA = pa.schema(
     [
         ("text_id", pa.int64()),
@@ -380,6 +382,45 @@ def write_csv(source: Path, target: Path) -> None:
         ) from exc
 
 
+def html_frame(source: Path, limit: int | None = None) -> tuple[pd.DataFrame, int]:
+    """The rows of results.parquet report.html draws, read a batch at a time: per pair at most
+    `limit`, its failing texts first (up to half), then a fixed random sample of the rest, so
+    memory stays flat however many texts; and the most rows any pair had."""
+    limit = HTML_ROWS if limit is None else limit
+    rng = np.random.default_rng(0)
+    kept: dict[str, pd.DataFrame] = {}
+    failing_seen: dict[str, int] = {}
+    rows_seen: dict[str, int] = {}
+    for batch in pq.ParquetFile(source).iter_batches(DEFAULT_CHUNK, use_threads=False):
+        frame = pa.Table.from_batches([batch]).to_pandas()
+        for pair, rows in frame.groupby("pair", sort=False):
+            name = str(pair)
+            priority = rng.random(len(rows))
+            failing = ~rows["passed"].to_numpy(dtype=bool)
+            first = np.cumsum(failing) + failing_seen.get(name, 0) <= limit // 2
+            priority[failing & first] -= 1  # before every passing text
+            failing_seen[name] = failing_seen.get(name, 0) + int(failing.sum())
+            rows_seen[name] = rows_seen.get(name, 0) + len(rows)
+            merged = pd.concat([kept.get(name), rows.assign(_priority=priority)])
+            kept[name] = merged.nsmallest(limit, "_priority")
+    parts = [part.drop(columns="_priority").sort_values("text_id") for part in kept.values()]
+    return pd.concat(parts, ignore_index=True), max(rows_seen.values(), default=0)
+
+
+def write_stream_html(out: Path, summary: dict[str, Any]) -> None:
+    """report.html of a streamed run, its figures from html_frame's sample (said on the page
+    when it is one); the statistics and tables are summary.json's, exact."""
+    frame, most = html_frame(out / RESULTS_FILE)
+    sampled = None
+    if most > HTML_ROWS:
+        sampled = (
+            f"Figures drawn from {HTML_ROWS:,} of the {most:,} texts of each pair: its failing "
+            "texts first (up to half), then a fixed random sample. The statistics above are "
+            "exact, from every text."
+        )
+    write_html(out / "report.html", summary, frame, title="parity run", sampled=sampled)
+
+
 def stats_frame(comparison: Comparison) -> pd.DataFrame:
     """The columns summary.json's pair statistics read (results.pair_stats), from the tracks."""
     frames = []
@@ -496,10 +537,10 @@ def finish(
     summary["verdict"] = verdict_text(summary)
     summary["warnings"] = list(warnings)
     if out is not None:
-        for stale in ("report.html", CSV_FILE):  # an earlier run's must not outlive this one
-            (out / stale).unlink(missing_ok=True)
+        (out / CSV_FILE).unlink(missing_ok=True)  # an earlier run's must not outlive this one
         assemble_results(stream, comparison, out / RESULTS_FILE)
         write_outputs(out, summary, render_markdown(summary, "parity run"))
+        write_stream_html(out, summary)
     publish(summary, "parity run")  # GitHub's job summary and annotations; nothing elsewhere
     return summary
 

@@ -94,7 +94,8 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     # the second side is custom with strip: its own key; each side's 120 texts are read back
     assert runs["cache-warm"][2].count("120 of 120 texts from the cache") == 3
     assert "streaming it in chunks" in runs["stream"][2]
-    assert not (tmp_path / "stream/report.html").exists()
+    page = (tmp_path / "stream/report.html").read_text(encoding="utf-8")
+    assert "strip" in page and "Figures drawn from" not in page  # 120 texts: every one drawn
     assert not list((tmp_path / "stream").glob(".parity-stream-*"))  # its work files go
     assert "unchanged since a run remembered in the cache" in runs["remembered"][2]
     assert runs["stream-warm"][2].count("120 of 120 texts from the cache") == 3

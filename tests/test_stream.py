@@ -84,6 +84,7 @@ def _same_rows(normal: Path, streamed: Path) -> None:
 def test_chunks_of_64_give_a_runs_rows_and_vectors_in_order(
     bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("parity.stream.HTML_ROWS", 50)
     corpus = builtin_corpus()
     texts = [
         f"{corpus[i % len(corpus)]} #{i}" if i % 3 else corpus[i % len(corpus)] for i in range(300)
@@ -98,6 +99,8 @@ def test_chunks_of_64_give_a_runs_rows_and_vectors_in_order(
     for a, b in zip(normal["pairs"], streamed["pairs"], strict=True):
         assert a["failures"] == b["failures"] and a["causes"] == b["causes"]
     _same_rows(tmp_path / "normal/results.parquet", tmp_path / "streamed/results.parquet")
+    page = (tmp_path / "streamed/report.html").read_text(encoding="utf-8")
+    assert "Figures drawn from 50 of the 300 texts of each pair" in page
     reference = run([AdapterSpec.parse(s) for s in ADAPTERS], texts, model=bpe_model)
     for label in ADAPTERS:
         files = sorted((shards / label).glob("*.npy"))
@@ -203,3 +206,36 @@ def test_stream_without_a_texts_file_is_one_exit_2_line(
     assert (
         code == 2 and err == "parity: error: --stream needs --texts FILE; give the file to stream\n"
     )
+
+
+def test_the_html_sample_holds_failing_texts_first_up_to_half(tmp_path: Path) -> None:
+    from parity.stream import html_frame
+
+    n = 10_000
+    ids = np.arange(n)
+    frames = []
+    for pair, failing_every in (("a vs b", 3), ("a vs c", 1000)):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "text_id": ids,
+                    "text": [f"t{i}" for i in ids],
+                    "pair": pair,
+                    "euclidean": ids / n,
+                    "passed": ids % failing_every != 0,
+                }
+            )
+        )
+    path = tmp_path / "results.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(path)
+    sample, most = html_frame(path, limit=400)
+    again, _ = html_frame(path, limit=400)
+    pd.testing.assert_frame_equal(sample, again)  # a fixed sample
+    assert most == n and sample.groupby("pair").size().to_dict() == {"a vs b": 400, "a vs c": 400}
+    many = sample[sample["pair"] == "a vs b"]
+    # 3,334 failing: the first 200 fill half the sample; the rest is drawn from all the others
+    assert set(range(0, 600, 3)) <= set(many["text_id"])
+    assert 200 < (~many["passed"]).sum() < 300 and many["passed"].sum() > 100
+    few = sample[sample["pair"] == "a vs c"]
+    assert sorted(few.loc[~few["passed"], "text_id"]) == list(range(0, n, 1000))  # all 10
+    assert few["text_id"].is_monotonic_increasing

@@ -172,7 +172,8 @@ def _streams(args: argparse.Namespace) -> bool:
             size = Path(args.texts).stat().st_size / 2**20
             print(
                 f"parity: {args.texts} is {size:.0f} MiB: streaming it in chunks, memory "
-                "constant (no retrieval set, no report.html); --no-stream holds it all in memory",
+                "constant (no retrieval set; report.html from a sample); --no-stream holds it all in "
+                "memory",
                 file=sys.stderr,
             )
     if args.keep_vectors and not args.stream:
@@ -212,9 +213,7 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
         write_junit(Path(args.junit).expanduser(), summary, "parity run")
     print(verdict_line(summary, args.out))
     if not args.quiet:
-        print(final_table(summary, None))  # a streamed run writes report.md, no report.html
-        if args.out:
-            print(f"report: {Path(args.out) / 'report.md'}")
+        print(final_table(summary, args.out))
     return exit_code(summary["passed"])
 
 

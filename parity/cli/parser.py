@@ -69,7 +69,8 @@ def _add_stream(run_parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=True,
         help="read --texts in chunks and write per-text results as it goes: memory stays "
-        "constant however large the file (no retrieval set, no report.html); the default "
+        "constant however large the file (no retrieval set; report.html's figures from a "
+        "sample); the default "
         "for a --texts file of 64 MiB or more",
     )
     streaming.add_argument(

@@ -51,9 +51,11 @@ def render_html(
     *,
     title: str = "parity report",
     tokens: dict[str, list[list[str]] | None] | None = None,
+    sampled: str | None = None,
 ) -> str:
     """The whole page for a summary.json dict and its per-text frame (results.parquet); `tokens`
-    (each adapter's token strings per text) adds the token diff of the worst texts."""
+    (each adapter's token strings per text) adds the token diff of the worst texts; `sampled`
+    says, under each pair's statistics, that its figures come from a sample of the frame."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"])
     )
@@ -72,6 +74,7 @@ def render_html(
         metrics=METRICS,
         tol=lambda metric: _tol_text(summary["tolerance"], metric),
         fmt=_num,
+        sampled=sampled,
     )
 
 
@@ -394,13 +397,15 @@ def write_html(
     *,
     title: str = "parity report",
     tokens: dict[str, list[list[str]] | None] | None = None,
+    sampled: str | None = None,
 ) -> Path:
     """Render and write report.html atomically; an unwritable place is the user's to fix."""
     from parity.errors import ParityInputError
     from parity.files import os_reason, write_atomic
 
     try:
-        write_atomic(path, render_html(summary, frame, title=title, tokens=tokens))
+        page = render_html(summary, frame, title=title, tokens=tokens, sampled=sampled)
+        write_atomic(path, page)
     except OSError as exc:
         raise ParityInputError(
             f"{exc.filename or path}: cannot write the HTML report: {os_reason(exc)}; "
