@@ -10,15 +10,18 @@ makes the run one that is never remembered."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import json
+import os
 import platform
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from parity.errors import ParityInputError
 from parity.files import os_reason, text_sha256, write_atomic
 
 SUMMARY = "summary.json"
+WHEN = "remembered.json"  # when the remembered run ran
 KIND = "parity-run-v1"
 
 
@@ -54,7 +58,7 @@ def run_key(
     distributions: set[str] = set(VERSIONED_PACKAGES)
     for spec in specs:
         adapter = spec.build(model)  # built, not loaded: no framework is imported
-        if not adapter.cacheable or str(adapter.config.get("device", "cpu")) != "cpu":
+        if not adapter.cacheable or not adapter.on_cpu():
             return None
         cls = type(adapter)
         distributions.update(cls.distributions)
@@ -65,12 +69,37 @@ def run_key(
         "parity": package_digest(),
         "sides": sides,
         "versions": library_versions(sorted(distributions)),
-        "platform": [platform.platform(), platform.machine(), sys.version],
+        "platform": [platform.platform(), platform.machine(), sys.version, *cpu_identity()],
         "texts": hashlib.sha256("".join(map(text_sha256, texts)).encode()).hexdigest(),
         "settings": dict(settings),
     }
     blob = json.dumps(material, sort_keys=True, default=str).encode("utf-8")
     return "run-" + hashlib.sha256(blob).hexdigest()
+
+
+def cpu_identity() -> list[str]:
+    """What the OS name does not say of the CPU: its model and flags (the kernels torch picks),
+    its core count and the thread settings (they change the batch noise)."""
+    found = {"model name": "", "flags": ""}
+    with contextlib.suppress(OSError):
+        for line in (
+            Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+        ):
+            name, _, value = line.partition(":")
+            if name.strip() in found and not found[name.strip()]:
+                found[name.strip()] = value.strip()
+    threads = [f"{k}={os.environ.get(k, '')}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")]
+    return [found["model name"], found["flags"], str(os.cpu_count()), *threads]
+
+
+def worth_keeping(summary: Mapping[str, Any]) -> bool:
+    """False where a probe of the diagnosis crashed: a passing failure (memory, a flaky disk)
+    must not be replayed as the diagnosis of every later identical run."""
+    for pair in summary.get("pairs", []):
+        probes = (pair.get("diagnosis") or {}).get("probes", [])
+        if any(probe.get("crashed") for probe in probes):
+            return False
+    return True
 
 
 @dataclass
@@ -80,9 +109,9 @@ class Remembered:
     cache: EmbeddingCache
     key: str
 
-    def recall(self, out: str | Path | None, wanted: Sequence[str]) -> dict[str, Any] | None:
-        """The remembered summary.json dict, its files (those in `wanted`) written into `out`;
-        None when nothing is remembered or the remembered run wrote fewer files."""
+    def recall(self, out: str | Path | None, wanted: Sequence[str]) -> Recalled | None:
+        """The remembered run: its summary.json dict and when it ran, its files (those in
+        `wanted`) written into `out`; None when nothing is remembered or it wrote fewer files."""
         data = self.cache.read_blob(self.key)
         if data is None:
             return None
@@ -90,30 +119,46 @@ class Remembered:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 files = {name: archive.read(name) for name in archive.namelist()}
             summary = json.loads(files[SUMMARY])
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+            when = json.loads(files[WHEN])["ran"]
+        except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError):
             return None  # damaged: the run runs and replaces it
-        if out is not None and not set(wanted) <= set(files):
+        if not isinstance(summary, dict) or (out is not None and not set(wanted) <= set(files)):
             return None
         if out is not None:
             _write_files(Path(out), {name: files[name] for name in wanted})
-        return summary if isinstance(summary, dict) else None
+        return Recalled(summary, str(when))
 
     def keep(
         self, summary: Mapping[str, Any], out: str | Path | None, names: Sequence[str]
     ) -> None:
         """Store summary.json and the named files `out` holds (report.md, report.html, ...)."""
         buffer = io.BytesIO()
+        ran = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(WHEN, json.dumps({"ran": ran}))
             if out is None or not (Path(out) / SUMMARY).is_file():
                 archive.writestr(SUMMARY, json.dumps(summary, default=str))
             for name in names:
                 path = Path(out) / name if out is not None else None
                 if path is not None and path.is_file():
-                    archive.write(path, name)
+                    archive.write(path, name)  # summary.json too: its very bytes
         self.cache.store_blob(self.key, buffer.getvalue())
 
 
+@dataclass
+class Recalled:
+    """A remembered run: its summary.json dict, and when it ran (ISO 8601, UTC)."""
+
+    summary: dict[str, Any]
+    ran: str
+
+
 def _write_files(out: Path, files: Mapping[str, bytes]) -> None:
+    if out.exists() and not out.is_dir():  # as a run says it (report.summary.write_outputs)
+        raise ParityInputError(
+            f"{out}: cannot write the report there: it is a file, not a directory; "
+            "give --out a directory (it is created if missing)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():

@@ -101,7 +101,8 @@ def test_a_crashing_noise_floor_leaves_the_texts_unknown(
     finally:
         for side in sides:
             side.adapter.close()
-    assert {"probe": "noise floor", "skipped": "KeyError: 'batch'"} in found.probes
+    crashed = {"probe": "noise floor", "skipped": "KeyError: 'batch'", "crashed": True}
+    assert crashed in found.probes
     assert found.noise_floor == {}
     assert [(c.cause, c.explained) for c in found.causes] == [("unknown", 1)]
 

@@ -97,7 +97,7 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     page = (tmp_path / "stream/report.html").read_text(encoding="utf-8")
     assert "strip" in page and "Figures drawn from" not in page  # 120 texts: every one drawn
     assert not list((tmp_path / "stream").glob(".parity-stream-*"))  # its work files go
-    assert "unchanged since a run remembered in the cache" in runs["remembered"][2]
+    assert "parity: unchanged since the run of " in runs["remembered"][2]
     assert runs["stream-warm"][2].count("120 of 120 texts from the cache") == 3
     assert "on 2 Ray workers" in runs["ray"][2]  # two actors per adapter, each loading once
     assert "streaming it in chunks" in runs["stream-ray"][2]

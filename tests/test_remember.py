@@ -17,7 +17,7 @@ from parity.remember import run_key
 
 SPECS = ["custom", "custom:strip=true"]
 TEXTS = ["a", " edge ", "two words", "\tlast\n"]
-UNCHANGED = "parity: unchanged since a run remembered in the cache"
+UNCHANGED = "parity: unchanged since the run of "
 
 
 def _run(model: Path, texts: Path, out: Path, cache: Path, *extra: str) -> int:
@@ -115,3 +115,37 @@ def test_a_server_or_a_vectors_file_is_never_remembered(bpe_model: Path, tmp_pat
     assert run_key([plain[0], exported], bpe_model, TEXTS, settings) is None
     on_gpu = AdapterSpec.parse("custom:device=cuda")
     assert run_key([plain[0], on_gpu], bpe_model, TEXTS, settings) is None
+    onnx_gpu = AdapterSpec.parse("onnx:provider=CUDAExecutionProvider")
+    assert run_key([plain[0], onnx_gpu], bpe_model, TEXTS, settings) is None
+    assert run_key([plain[0], AdapterSpec.parse("onnx")], bpe_model, TEXTS, settings) is not None
+
+
+def test_a_run_whose_probe_crashed_is_not_kept() -> None:
+    from parity.remember import worth_keeping
+
+    probes = [{"probe": "noise floor", "skipped": "MemoryError: "}]
+    assert worth_keeping({"pairs": [{"diagnosis": {"probes": probes}}, {"diagnosis": None}]})
+    probes.append({"probe": "custom: max_length=8", "skipped": "OSError: ", "crashed": True})
+    assert not worth_keeping({"pairs": [{"diagnosis": {"probes": probes}}]})
+
+
+def test_a_run_whose_probe_crashed_runs_again_next_time(
+    bpe_model: Path,
+    texts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def flaky(*args: object) -> None:
+        raise MemoryError("while measuring the noise floor")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("parity.diagnose.pair.noise_floor", flaky)
+        assert _run(bpe_model, texts, tmp_path / "a", tmp_path / "cache") == 1
+    summary = json.loads((tmp_path / "a/summary.json").read_text())
+    assert summary["pairs"][0]["diagnosis"]["probes"][-1]["crashed"] is True
+    capsys.readouterr()
+    assert _run(bpe_model, texts, tmp_path / "b", tmp_path / "cache") == 1
+    assert UNCHANGED not in capsys.readouterr().err  # not remembered: run again, this time whole
+    assert _run(bpe_model, texts, tmp_path / "c", tmp_path / "cache") == 1
+    assert UNCHANGED in capsys.readouterr().err

@@ -254,6 +254,11 @@ class Adapter(abc.ABC):
         self._release()
         self._loaded = False
 
+    def on_cpu(self) -> bool:
+        """Whether this adapter computes on the CPU (from its options, without loading): a run
+        that does not is never remembered, its accelerator being unreadable before a load."""
+        return str(self.config.get("device", "cpu")) == "cpu"
+
     def shared(self, factory: Callable[[], Any], *key: Hashable) -> Any:
         """For _load: `factory()`'s object (a framework's loaded model), shared with every
         adapter of this class in this process loading the same model with the same `key` (all

@@ -172,6 +172,9 @@ class OnnxAdapter(Adapter):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.quantized = quantized_operators(path / ONNX_FILE)
 
+    def on_cpu(self) -> bool:
+        return bool(self.config["provider"] == "CPUExecutionProvider")
+
     def _setting(self, key: str, model_value: Any) -> Any:
         value = self.config[key]
         return model_value if value == "auto" else value

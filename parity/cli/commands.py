@@ -223,6 +223,7 @@ def _run_and_report(
     from parity.adapters import parse_specs
     from parity.cache import default_cache
     from parity.metrics import Tolerance
+    from parity.remember import worth_keeping
     from parity.report.terminal import final_table, progress_for
     from parity.runner import run
 
@@ -236,7 +237,7 @@ def _run_and_report(
     rerun = memo is None or getattr(args, "rerun", False)
     recalled = None if rerun else memo.recall(args.out, _outputs(args))
     if recalled is not None:
-        return _replay(args, recalled, memo)
+        return _replay(args, recalled)
     try:
         result = run(
             specs,
@@ -256,7 +257,7 @@ def _run_and_report(
     summary = write_report(
         result, args.out, "parity run", log, extra, csv=args.csv, junit=args.junit
     )
-    if memo is not None:
+    if memo is not None and worth_keeping(summary):
         memo.keep(summary, args.out, _outputs(args))
     print(verdict_line(summary, args.out))
     if not args.quiet:
@@ -296,24 +297,25 @@ def _memo(
     return remembered(cache, specs, resolve_model(args.model), texts, settings)
 
 
-def _replay(
-    args: argparse.Namespace, summary: dict[str, Any], memo: Any
-) -> tuple[int, dict[str, Any]]:
+def _replay(args: argparse.Namespace, recalled: Any) -> tuple[int, dict[str, Any]]:
     """An unchanged run: the remembered outputs, verdict and table, as the run printed them."""
     from parity.report.ci import publish
     from parity.report.junit import write_junit
     from parity.report.results import CSV_FILE
     from parity.report.terminal import final_table
 
+    summary = recalled.summary
     if args.out and not args.csv:  # an earlier --csv run's rows must not outlive this verdict
         (Path(args.out) / CSV_FILE).unlink(missing_ok=True)
     if not args.quiet:
         for entry in summary.get("warnings", []):
-            print(f"parity: warning: {entry['category']}: {entry['message']}", file=sys.stderr)
+            text = " ".join(str(entry["message"]).split())
+            print(f"parity: warning: {entry['category']}: {text}", file=sys.stderr)
         print(
-            "parity: unchanged since a run remembered in the cache (same adapters, model files, "
-            "library versions, texts, tolerance and parity): its outputs, not run again; "
-            "--rerun runs it (vectors from the cache), --no-cache embeds again",
+            f"parity: unchanged since the run of {recalled.ran} remembered in the cache (same "
+            "adapters, model files, library versions, CPU, texts, tolerance and parity): its "
+            "outputs, not run again; --rerun runs it (vectors from the cache), --no-cache "
+            "embeds again",
             file=sys.stderr,
         )
     if args.junit:

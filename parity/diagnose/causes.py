@@ -136,8 +136,13 @@ class Explainer:
         self.causes: dict[tuple[str, str], Cause] = {}
         self.probes: list[dict[str, Any]] = []
 
-    def skip(self, probe: str, why: str) -> None:
-        self.probes.append({"probe": probe, "skipped": why})
+    def skip(self, probe: str, why: str, *, crashed: bool = False) -> None:
+        """List `probe` as not run, and why; `crashed`: it raised (a remembered run must not
+        keep a diagnosis a passing failure weakened)."""
+        entry: dict[str, Any] = {"probe": probe, "skipped": why}
+        if crashed:
+            entry["crashed"] = True
+        self.probes.append(entry)
 
     @contextlib.contextmanager
     def guard(self, probe: str) -> Iterator[None]:
@@ -146,7 +151,7 @@ class Explainer:
         try:
             yield
         except Exception as exc:  # any failure of a probe costs only that probe
-            self.skip(probe, f"{type(exc).__name__}: {exc}")
+            self.skip(probe, f"{type(exc).__name__}: {exc}", crashed=True)
 
     def record(
         self,

@@ -69,7 +69,7 @@ def probe_projection(ex: Explainer, ctx: PairContext) -> bool:
             _reproduce_projection(ex, ctx, chain, wide, narrow)
         except Exception as exc:  # as ex.guard: the probe is skipped, the finding stands
             crash = f"{type(exc).__name__}: {exc}"
-            ex.skip(probe, crash)
+            ex.skip(probe, crash, crashed=True)
     if ex.remaining:
         rows = list(ex.remaining)
         ex.record(
