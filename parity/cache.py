@@ -11,6 +11,7 @@ shard touches its mtime; past `max_bytes`, the least recently used shards go fir
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -67,6 +68,7 @@ def _size_mtime(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
+@functools.cache
 def adapter_code(cls: type) -> str:
     """What identifies the code that embeds: the class, parity's version, the version of the
     distribution the class comes from (a plugin's), and a digest of the source of every class
@@ -169,32 +171,51 @@ class EmbeddingCache:
     def __init__(self, root: str | Path = DEFAULT_DIR, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root).expanduser()
         self.max_bytes = max_bytes
+        # per key: each text hash's shard, read once (a streamed run looks up every chunk)
+        self._index: dict[str, dict[str, Path]] = {}
 
     def _dir(self, key: str) -> Path:
         return self.root / FORMAT / key
 
     def lookup(self, key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """The cached vector of each hash that has one."""
+        """The cached vector of each hash that has one: only the shards holding them are read."""
         wanted = set(hashes)
+        index = self._shard_index(key)
         found: dict[str, np.ndarray] = {}
-        folder = self._dir(key)
-        if not folder.is_dir():
-            return found
-        for shard in sorted(folder.glob("*.npz")):
+        for shard in sorted({index[h] for h in wanted if h in index}):
             loaded = self._read(shard)
-            if loaded is None:
+            if loaded is None:  # damaged or evicted meanwhile: a miss from now on
+                self._index[key] = {h: p for h, p in index.items() if p != shard}
                 continue
             shard_hashes, vectors = loaded
-            hit = False
             for row, digest in enumerate(shard_hashes):
                 if digest in wanted and digest not in found:
                     found[digest] = vectors[row]
-                    hit = True
-            if hit:
-                _touch(shard)
-            if len(found) == len(wanted):
-                break
+            _touch(shard)
         return found
+
+    def _shard_index(self, key: str) -> dict[str, Path]:
+        """Which shard holds each text hash under `key` (built from the shards' hash lists the
+        first time; shards another process adds later are misses here, never errors)."""
+        if key not in self._index:
+            index: dict[str, Path] = {}
+            folder = self._dir(key)
+            for shard in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+                for digest in self._read_hashes(shard):
+                    index.setdefault(digest, shard)
+            self._index[key] = index
+        return self._index[key]
+
+    def _read_hashes(self, shard: Path) -> list[str]:
+        """A shard's text hashes alone (npz members load one by one); [] when it is unreadable."""
+        try:
+            with shard.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
+                return [str(h) for h in data["sha256"].tolist()]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            shard.unlink(missing_ok=True)  # damaged: never read again
+            return []
 
     def _read(self, shard: Path) -> tuple[list[str], np.ndarray] | None:
         try:
@@ -219,8 +240,11 @@ class EmbeddingCache:
         buffer = io.BytesIO()
         np.savez(buffer, sha256=np.asarray(hashes), vectors=np.asarray(vectors, np.float32))
         name = hashlib.sha256("".join(hashes).encode()).hexdigest()[:32]
+        shard = self._dir(key) / f"{name}.npz"
         try:
-            write_atomic(self._dir(key) / f"{name}.npz", buffer.getvalue())
+            write_atomic(shard, buffer.getvalue())
+            if key in self._index:
+                self._index[key].update(dict.fromkeys(hashes, shard))
             self.evict()
         except OSError as exc:  # a read-only or full disk costs the cache, never the run
             warnings.warn(
@@ -307,6 +331,7 @@ class EmbeddingCache:
         """Remove every entry (remembered runs too); the number of shards removed."""
         count = len(self._shards())
         shutil.rmtree(self.root / FORMAT, ignore_errors=True)
+        self._index = {}
         return count
 
 

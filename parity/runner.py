@@ -112,12 +112,13 @@ def embed_cached(
     progress: Callable[[str], None],
     cache: EmbeddingCache,
     used: dict[str, str],
+    key: str | None = None,
 ) -> np.ndarray:
     """embed_all through the embedding cache (parity.cache.EmbeddingCache): each distinct text
     the cache lacks is embedded once, in text order, and stored; the rest are read back.
     `used`: each cache key this run has read or filled, with the label of the side that did
-    (a streamed run calls this once a chunk)."""
-    key = cache_key(adapter.describe(), adapter.model, adapter_code(type(adapter)))
+    (a streamed run calls this once a chunk, with the adapter's `key` from adapter_key)."""
+    key = key or adapter_key(adapter)
     if used.setdefault(key, adapter.label) != adapter.label:
         # a second side with this very configuration in one run: embed it for real, or a
         # "same stack twice" check would compare the first side's vectors with themselves
@@ -136,6 +137,11 @@ def embed_cached(
         cache.store(key, list(todo), vectors)
         found.update(zip(todo, vectors, strict=True))
     return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+
+
+def adapter_key(adapter: Adapter) -> str:
+    """The embedding cache's key of a loaded adapter's vectors (parity.cache.cache_key)."""
+    return cache_key(adapter.describe(), adapter.model, adapter_code(type(adapter)))
 
 
 def require_two(specs: Sequence[AdapterSpec]) -> None:

@@ -48,6 +48,7 @@ from parity.report.results import (
 from parity.runner import (
     Engine,
     RunResult,
+    adapter_key,
     call_size,
     embed_all,
     embed_cached,
@@ -180,6 +181,7 @@ class Stream:
     cache: EmbeddingCache | None = None
     used: dict[str, str] = field(default_factory=dict)  # cache keys read or filled, by side
     engine: Engine | None = None  # where chunks are embedded when not here (--engine ray)
+    keys: dict[str, str] = field(default_factory=dict)  # each adapter's cache key, once
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # describe(), from the engine
     n: int = 0
     chunks: int = 0
@@ -264,7 +266,8 @@ def _embed_chunk(
             stream.configs.setdefault(label, config)
             continue
         if stream.cache is not None and adapter.cacheable:
-            vectors[label] = embed_cached(adapter, texts, progress, stream.cache, stream.used)
+            key = stream.keys.setdefault(label, adapter_key(adapter))
+            vectors[label] = embed_cached(adapter, texts, progress, stream.cache, stream.used, key)
         else:
             vectors[label] = embed_all(adapter, texts, progress, call_size(adapter))
         tokens[label] = adapter.tokenize(texts)

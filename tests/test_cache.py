@@ -234,3 +234,26 @@ def test_one_configuration_twice_in_a_run_is_embedded_twice(
     # embedded for real, so a "same stack twice" check compares two real embeddings
     assert err.count("from the cache") == 1
     assert "custom: 120 of 120 texts from the cache" in err
+
+
+def test_a_lookup_reads_only_the_shards_holding_its_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = EmbeddingCache(tmp_path)
+    for shard in range(40):  # a streamed run's chunks: one shard each
+        hashes = [text_sha256(f"t{shard}-{i}") for i in range(2)]
+        writer.store("k", hashes, np.full((2, 3), shard, dtype=np.float32))
+    reads: list[Path] = []
+    original = EmbeddingCache._read
+
+    def counting(self: EmbeddingCache, shard: Path) -> object:
+        reads.append(shard)
+        return original(self, shard)
+
+    monkeypatch.setattr(EmbeddingCache, "_read", counting)
+    reader = EmbeddingCache(tmp_path)
+    assert reader.lookup("k", [text_sha256("new")]) == {} and reads == []  # a cold chunk
+    found = reader.lookup("k", [text_sha256("t7-0"), text_sha256("t7-1"), text_sha256("t9-1")])
+    assert sorted(float(v[0]) for v in found.values()) == [7.0, 7.0, 9.0] and len(reads) == 2
+    reader.store("k", [text_sha256("late")], np.ones((1, 3), np.float32))
+    assert reader.lookup("k", [text_sha256("late")])[text_sha256("late")].tolist() == [1, 1, 1]

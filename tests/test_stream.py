@@ -239,3 +239,35 @@ def test_the_html_sample_holds_failing_texts_first_up_to_half(tmp_path: Path) ->
     few = sample[sample["pair"] == "a vs c"]
     assert sorted(few.loc[~few["passed"], "text_id"]) == list(range(0, n, 1000))  # all 10
     assert few["text_id"].is_monotonic_increasing
+
+
+@pytest.mark.slow
+def test_a_streamed_run_reads_its_named_cache_chunk_by_chunk(
+    bpe_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    texts = _write(tmp_path / "t.jsonl", [f"{builtin_corpus()[i % 120]} #{i}" for i in range(300)])
+    monkeypatch.setenv("PARITY_STREAM_CHUNK", "64")
+    monkeypatch.delenv("PARITY_CACHE")
+    monkeypatch.chdir(tmp_path)
+    specs = ["custom", "custom:label=again", "custom:strip=true"]
+    argv = ["run", "--model", str(bpe_model), "--texts", str(texts), "--stream", "--no-retrieval"]
+    for spec in specs:
+        argv += ["--adapter", spec]
+    assert main([*argv, "--out", "plain"]) == 1
+    assert not (tmp_path / ".parity-cache").exists()  # a stream fills only a cache it is given
+    cache = ["--cache", str(tmp_path / "cache")]
+    assert main([*argv, "--out", "cold", *cache]) == 1
+    assert "from the cache" not in capsys.readouterr().err
+    assert main([*argv, "--out", "warm", *cache]) == 1
+    err = capsys.readouterr().err
+    for label in ("custom", "custom:strip=true"):  # four chunks of 64, then one of 44
+        assert err.count(f"{label}: 64 of 64 texts from the cache") == 4
+        assert err.count(f"{label}: 44 of 44 texts from the cache") == 1
+    assert "again: 64 of 64 texts from the cache" not in err  # the same config: embedded
+    plain = json.loads((tmp_path / "plain/summary.json").read_text())
+    warm = json.loads((tmp_path / "warm/summary.json").read_text())
+    assert [p["failures"] for p in warm["pairs"]] == [p["failures"] for p in plain["pairs"]]
+    assert warm["pairs"][1]["stats"] == plain["pairs"][1]["stats"]

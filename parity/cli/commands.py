@@ -184,7 +184,6 @@ def _streams(args: argparse.Namespace) -> bool:
 def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
     """`parity run --stream`: parity.stream.stream_run, then the verdict line as a run's."""
     from parity.adapters import parse_specs
-    from parity.cache import default_cache
     from parity.metrics import Tolerance
     from parity.report.junit import write_junit
     from parity.report.terminal import final_table, progress_for
@@ -202,7 +201,7 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
             keep_vectors=args.keep_vectors,
             diagnose=not args.no_diagnose,
             warnings=log.entries,
-            cache=None if engine is not None else default_cache(args.cache, args.no_cache),
+            cache=_stream_cache(args, engine),
             csv=args.csv,
             engine=engine,
         )
@@ -215,6 +214,19 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
     if not args.quiet:
         print(final_table(summary, args.out))
     return exit_code(summary["passed"])
+
+
+def _stream_cache(args: argparse.Namespace, engine: Any) -> Any:
+    """A streamed run's embedding cache: only one asked for by name (--cache DIR or
+    $PARITY_CACHE), never the default .parity-cache: a corpus's vectors would outgrow its 2 GB
+    bound and push out every other entry."""
+    import os
+
+    from parity.cache import ENV, default_cache
+
+    if engine is not None or not (args.cache or os.environ.get(ENV)):
+        return None
+    return default_cache(args.cache, args.no_cache)
 
 
 def _run_and_report(
