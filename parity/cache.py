@@ -46,19 +46,28 @@ _NOT_KEYED = ("label", "model")
 _model_digests: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 
 
+def model_stamp(model: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """A model directory's files as (relative path, size, mtime): cheap, and different once
+    any file is rewritten; () for a served model name."""
+    root = Path(model)
+    if not str(model) or not root.is_dir():
+        return ()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return tuple((p.relative_to(root).as_posix(), *_size_mtime(p)) for p in files)
+
+
 def model_digest(model: str | Path) -> str | None:
     """sha256 over a model directory's files (path and content), or None when `model` is not
     a directory (a served model name); memoized per file list, sizes and mtimes."""
     root = Path(model)
     if not str(model) or not root.is_dir():
         return None
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    stamp = tuple((p.relative_to(root).as_posix(), *_size_mtime(p)) for p in files)
+    stamp = model_stamp(root)
     memo = (str(root.resolve()), stamp)
     if memo not in _model_digests:
         digest = hashlib.sha256()
-        for path, (relative, _, _) in zip(files, stamp, strict=True):
-            digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
+        for relative, _, _ in stamp:
+            digest.update(f"{relative}\0{sha256_file(root / relative)}\n".encode())
         _model_digests[memo] = digest.hexdigest()
     return _model_digests[memo]
 
@@ -328,8 +337,8 @@ class EmbeddingCache:
         return CacheInfo(self.root, keys, len(shards), vectors, size, self.max_bytes, len(runs))
 
     def clear(self) -> int:
-        """Remove every entry (remembered runs too); the number of shards removed."""
-        count = len(self._shards())
+        """Remove every entry; how many vector shards and remembered runs were removed."""
+        count = len(self._shards()) + len(self._blobs())
         shutil.rmtree(self.root / FORMAT, ignore_errors=True)
         self._index = {}
         return count

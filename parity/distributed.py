@@ -97,22 +97,26 @@ class RayEngine:
 
     def keep_pools(self, specs: Sequence[AdapterSpec], models: Mapping[str, str | Path]) -> None:
         """Start one pool per spec that lives until close(), for many embed() calls (a streamed
-        run's chunks): each model loads once per worker for the whole file. Each actor asks for
-        1/len(specs) of a CPU, so that every pool fits on the cluster at once."""
-        self.start()
-        share = 1 / len(specs)
-        for spec in specs:
-            self._pools[spec.label] = self._start_pool(spec, models[spec.label], None, share)
+        run's chunks): each model loads once per worker for the whole file. The cluster's CPUs
+        are split between the pools (at least one actor each, on a fraction of a CPU where
+        there are more pools than CPUs), so every pool fits at once and no more models are
+        loaded than there are CPUs."""
+        import ray
 
-    def _start_pool(
-        self, spec: AdapterSpec, model: str | Path, chunks: int | None, share: float
-    ) -> _Pool:
-        """`workers` actors (else one per CPU of the cluster; at most `chunks`), each loading
-        the adapter once; their describe() is read first, so a load failure surfaces here."""
+        self.start()
+        cpus = self.workers or int(ray.cluster_resources().get("CPU", 1))
+        count = max(1, cpus // len(specs))
+        share = min(1.0, cpus / (count * len(specs)))
+        for spec in specs:
+            self._pools[spec.label] = self._start_pool(spec, models[spec.label], count, share)
+
+    def _start_pool(self, spec: AdapterSpec, model: str | Path, most: int, share: float) -> _Pool:
+        """`workers` actors (else one per CPU of the cluster; at most `most`), each loading the
+        adapter once; their describe() is read first, so a load failure surfaces here."""
         import ray
 
         cpus = self.workers or int(ray.cluster_resources().get("CPU", 1))
-        count = max(1, min(cpus, chunks) if chunks is not None else cpus)
+        count = max(1, min(cpus, most))
         worker: Any = ray.remote(num_cpus=share)(_Worker)
         pool = _Pool([worker.remote(spec.as_string(), str(model)) for _ in range(count)], {})
         try:

@@ -142,8 +142,10 @@ def test_a_rerun_reads_the_cache_and_reports_the_same_figures(
     main(["cache", "info", "--cache", str(cache)])
     info = capsys.readouterr().out
     assert "adapters/configurations: 3" in info and "vectors: 360" in info
+    assert "remembered runs: 1" in info  # the first run's; the --rerun replaced it
     main(["cache", "clear", "--cache", str(cache)])
-    assert "removed 3 cached shards" in capsys.readouterr().out
+    assert "removed 4 cached shards and remembered runs" in capsys.readouterr().out
+    assert not list(cache.rglob("*.npz")) and not list(cache.rglob("run.zip"))
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from parity.adapters.shared import acquire, release
+from parity.cache import model_stamp
 from parity.errors import (
     AdapterCrash,
     AdapterError,
@@ -190,7 +191,9 @@ class Adapter(abc.ABC):
         for key, raw in config.items():
             self.config[key] = allowed[key].coerce(self.name, key, raw)
         self._loaded = False
-        self._held: list[Hashable] = []  # keys of the shared models this adapter holds
+        self._held: list[tuple[Hashable, Any]] = []  # the shared models it holds, by key
+        # take a model another adapter holds where the loading reads the same (shared())
+        self.reuse_loaded = False
         self.load_seconds = 0.0
         self.embed_seconds = 0.0
 
@@ -260,18 +263,18 @@ class Adapter(abc.ABC):
         return str(self.config.get("device", "cpu")) == "cpu"
 
     def shared(self, factory: Callable[[], Any], *key: Hashable) -> Any:
-        """For _load: `factory()`'s object (a framework's loaded model), shared with every
-        adapter of this class in this process loading the same model with the same `key` (all
-        else the loading reads: dtype, device, ...), and released on close. Diagnosis rebuilding
-        a side with max_length=256 then reads no weights again."""
-        full = (type(self).__name__, self.model, *key)
-        loaded = acquire(full, factory)
-        self._held.append(full)
+        """For _load: `factory()`'s object (a framework's loaded model), released on close. An
+        adapter with `reuse_loaded` set (diagnosis's rebuilt sides) takes instead the one an
+        adapter of this class already holds for the same model files (paths, sizes, mtimes)
+        and `key` (all else the loading reads: dtype, device, ...): it reads no weights again."""
+        full = (type(self), self.model, model_stamp(self.model), *key)
+        loaded = acquire(full, factory, reuse=self.reuse_loaded)
+        self._held.append((full, loaded))
         return loaded
 
     def _release(self) -> None:
-        for key in self._held:
-            release(key)
+        for key, loaded in self._held:
+            release(key, loaded)
         self._held = []
 
     def __enter__(self) -> Adapter:

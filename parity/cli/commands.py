@@ -511,7 +511,7 @@ def cmd_cache(args: argparse.Namespace, log: WarningLog) -> int:
 
     cache = default_cache(args.cache, False) or EmbeddingCache()
     if args.action == "clear":
-        print(f"removed {cache.clear()} cached shards from {cache.root}")
+        print(f"removed {cache.clear()} cached shards and remembered runs from {cache.root}")
     else:
         print("\n".join(cache.info().lines()))
     return EXIT_OK

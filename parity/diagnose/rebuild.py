@@ -32,9 +32,12 @@ def setting_text(combo: list[ConfigChange]) -> str:
 
 
 def rebuild(side: Side, combo: list[ConfigChange], model: str) -> Adapter:
-    """`side`'s adapter built again (not loaded) with the options of `combo` changed."""
+    """`side`'s adapter built again (not loaded) with the options of `combo` changed; its load
+    takes the model the run holds where the changed options are not read by loading."""
     options = {**side.spec.options, **{c.key: str(c.value) for c in combo}}
-    return AdapterSpec(side.spec.name, options, side.label).build(model)
+    adapter = AdapterSpec(side.spec.name, options, side.label).build(model)
+    adapter.reuse_loaded = True  # the weights the run loaded, where these options keep them
+    return adapter
 
 
 def probe_settings(ex: Explainer, ctx: PairContext, combo: list[ConfigChange]) -> None:
