@@ -103,7 +103,8 @@ def bench_rerun(model: str, texts: list[str]) -> None:
         times = {}
         for name, extra in (("first", []), ("unchanged", []), ("rerun", ["--rerun"])):
             started = time.perf_counter()
-            done = subprocess.run([*command, "--out", str(root / name), *extra], check=False)
+            argv = [*command, "--out", str(root / name), *extra]
+            done = subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)
             times[name] = time.perf_counter() - started
             if done.returncode not in (0, 1):
                 raise SystemExit(f"parity run exited {done.returncode}: {' '.join(command)}")

@@ -180,32 +180,44 @@ class EmbeddingCache:
     def __init__(self, root: str | Path = DEFAULT_DIR, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root).expanduser()
         self.max_bytes = max_bytes
-        # per key: each text hash's shard, read once (a streamed run looks up every chunk)
+        # per key: each text hash's shard, read once; only for lookups no shard name answers
         self._index: dict[str, dict[str, Path]] = {}
+        self._dead: set[Path] = set()  # shards found damaged or gone
 
     def _dir(self, key: str) -> Path:
         return self.root / FORMAT / key
 
     def lookup(self, key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """The cached vector of each hash that has one: only the shards holding them are read."""
+        """The cached vector of each hash that has one. The shard store() would have written
+        for exactly these texts is read first (a streamed run's chunk, the same again); only
+        when it misses some are the shards holding them found, through a per-key index."""
         wanted = set(hashes)
-        index = self._shard_index(key)
         found: dict[str, np.ndarray] = {}
-        for shard in sorted({index[h] for h in wanted if h in index}):
-            loaded = self._read(shard)
-            if loaded is None:  # damaged or evicted meanwhile: a miss from now on
-                self._index[key] = {h: p for h, p in index.items() if p != shard}
-                continue
-            shard_hashes, vectors = loaded
-            for row, digest in enumerate(shard_hashes):
-                if digest in wanted and digest not in found:
-                    found[digest] = vectors[row]
-            _touch(shard)
+        self._take(self._dir(key) / _shard_name(list(dict.fromkeys(hashes))), wanted, found)
+        if len(found) < len(wanted):
+            index = self._shard_index(key)
+            for shard in sorted({index[h] for h in wanted - set(found) if h in index}):
+                self._take(shard, wanted, found)
         return found
 
+    def _take(self, shard: Path, wanted: set[str], found: dict[str, np.ndarray]) -> None:
+        """Add the vectors of `shard` that are wanted and not found yet."""
+        if shard in self._dead or not shard.is_file():
+            return
+        loaded = self._read(shard)
+        if loaded is None:  # damaged or evicted meanwhile: a miss from now on
+            self._dead.add(shard)
+            return
+        shard_hashes, vectors = loaded
+        for row, digest in enumerate(shard_hashes):
+            if digest in wanted and digest not in found:
+                found[digest] = vectors[row]
+        _touch(shard)
+
     def _shard_index(self, key: str) -> dict[str, Path]:
-        """Which shard holds each text hash under `key` (built from the shards' hash lists the
-        first time; shards another process adds later are misses here, never errors)."""
+        """Which shard held each text hash under `key` when first asked (built from the shards'
+        hash lists once; shards written later, here or by another run, are not in it: a
+        lookup of exactly their texts finds them by name, any other is a miss, never an error)."""
         if key not in self._index:
             index: dict[str, Path] = {}
             folder = self._dir(key)
@@ -248,12 +260,8 @@ class EmbeddingCache:
             return
         buffer = io.BytesIO()
         np.savez(buffer, sha256=np.asarray(hashes), vectors=np.asarray(vectors, np.float32))
-        name = hashlib.sha256("".join(hashes).encode()).hexdigest()[:32]
-        shard = self._dir(key) / f"{name}.npz"
         try:
-            write_atomic(shard, buffer.getvalue())
-            if key in self._index:
-                self._index[key].update(dict.fromkeys(hashes, shard))
+            write_atomic(self._dir(key) / _shard_name(hashes), buffer.getvalue())
             self.evict()
         except OSError as exc:  # a read-only or full disk costs the cache, never the run
             warnings.warn(
@@ -340,8 +348,13 @@ class EmbeddingCache:
         """Remove every entry; how many vector shards and remembered runs were removed."""
         count = len(self._shards()) + len(self._blobs())
         shutil.rmtree(self.root / FORMAT, ignore_errors=True)
-        self._index = {}
+        self._index, self._dead = {}, set()
         return count
+
+
+def _shard_name(hashes: Sequence[str]) -> str:
+    """The file store() writes for these text hashes (in this order)."""
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()[:32] + ".npz"
 
 
 def _touch(path: Path) -> None:

@@ -54,7 +54,8 @@ class RayEngine:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers
         self._started = False
-        self._pools: dict[str, _Pool] = {}  # kept between embed() calls (keep_pools), by label
+        # kept between embed() calls (keep_pools), by spec and model
+        self._pools: dict[tuple[str, str], _Pool] = {}
 
     def __enter__(self) -> RayEngine:
         self.start()
@@ -86,9 +87,7 @@ class RayEngine:
         self._started = True
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.stop()
-        self._pools = {}
+        self.drop_pools()
         if self._started:
             import ray
 
@@ -96,31 +95,56 @@ class RayEngine:
             self._started = False
 
     def keep_pools(self, specs: Sequence[AdapterSpec], models: Mapping[str, str | Path]) -> None:
-        """Start one pool per spec that lives until close(), for many embed() calls (a streamed
-        run's chunks): each model loads once per worker for the whole file. The cluster's CPUs
-        are split between the pools (at least one actor each, on a fraction of a CPU where
-        there are more pools than CPUs), so every pool fits at once and no more models are
-        loaded than there are CPUs."""
+        """Start one pool per spec that lives until drop_pools() or close(), for many embed()
+        calls (a streamed run's chunks): each model loads once per worker for the whole file.
+        The cluster's CPUs are split between the pools (at least one actor each, on a fraction
+        of a CPU where there are more pools than CPUs), so every pool fits at once and no more
+        models are loaded than there are CPUs."""
         import ray
 
+        self.drop_pools()
         self.start()
         cpus = self.workers or int(ray.cluster_resources().get("CPU", 1))
         count = max(1, cpus // len(specs))
-        share = min(1.0, cpus / (count * len(specs)))
+        share = int(min(1.0, cpus / (count * len(specs))) * 1e4) / 1e4  # Ray truncates to 1e-4
         for spec in specs:
-            self._pools[spec.label] = self._start_pool(spec, models[spec.label], count, share)
+            model = models[spec.label]
+            self._pools[_pool_key(spec, model)] = self._start_pool(spec, model, count, share)
 
-    def _start_pool(self, spec: AdapterSpec, model: str | Path, most: int, share: float) -> _Pool:
+    def drop_pools(self) -> None:
+        """Stop the pools keep_pools started (their models leave the workers)."""
+        for pool in self._pools.values():
+            pool.stop()
+        self._pools = {}
+
+    def _start_pool(
+        self, spec: AdapterSpec, model: str | Path, most: int, share: float | None
+    ) -> _Pool:
         """`workers` actors (else one per CPU of the cluster; at most `most`), each loading the
-        adapter once; their describe() is read first, so a load failure surfaces here."""
+        adapter once, each on `share` of a CPU (None: one CPU, or what is free of them when kept
+        pools hold the rest). Every actor's describe() is awaited, so a load failure surfaces
+        here, and actors the cluster cannot place within START_TIMEOUT are an error, not a hang."""
         import ray
 
         cpus = self.workers or int(ray.cluster_resources().get("CPU", 1))
         count = max(1, min(cpus, most))
+        if share is None:
+            free = ray.available_resources().get("CPU", 0.0)
+            share = int(min(1.0, free / count) * 1e4) / 1e4  # 0: placed without reserving
         worker: Any = ray.remote(num_cpus=share)(_Worker)
         pool = _Pool([worker.remote(spec.as_string(), str(model)) for _ in range(count)], {})
         try:
-            pool.described = _get(ray, pool.actors[0].describe.remote())
+            refs = [actor.describe.remote() for actor in pool.actors]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT)
+            if len(ready) < len(refs):
+                free = ray.available_resources().get("CPU", 0)
+                raise ParityInputError(
+                    f"{spec.label}: {len(refs) - len(ready)} of {len(refs)} Ray workers did not "
+                    f"start within {START_TIMEOUT:.0f} s ({free:g} CPUs free on the cluster); "
+                    "free some CPUs, or run with fewer adapters at once"
+                )
+            described = [_get(ray, ref) for ref in refs]  # every actor's load failure surfaces
+            pool.described = described[0]
         except BaseException:
             pool.stop()
             raise
@@ -136,32 +160,78 @@ class RayEngine:
     ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]:
         """Vectors, describe() and token strings of `texts` (each distinct text embedded once,
         length-sorted chunks of `chunk`, spread over the pool), in text order."""
+        return self.embed_sides([(spec, model, texts, chunk)], progress)[0]
+
+    def embed_sides(
+        self, sides: Sequence[Side], progress: Callable[[str], None]
+    ) -> list[tuple[np.ndarray, dict[str, Any], list[list[str]] | None]]:
+        """embed() for several sides at once: every side's chunks are handed to its pool
+        (round robin, length-sorted) before any result is awaited, so kept pools work together."""
         import ray
-        from ray.util import ActorPool
 
         self.start()
+        started = time.perf_counter()
+        jobs = []
+        try:
+            for spec, model, texts, chunk in sides:
+                kept = self._pools.get(_pool_key(spec, model))
+                job = _Job.plan(texts, chunk)
+                pool = kept or self._start_pool(spec, model, len(job.chunks), None)
+                jobs.append((spec, job, pool, kept is None))
+                job.submit(pool.actors)
+            results = []
+            for spec, job, pool, _ in jobs:
+                vectors, tokens = _gather(
+                    ray, job.refs, job.chunks, len(job.unique), spec.label, progress
+                )
+                seconds = time.perf_counter() - started
+                progress(
+                    f"{spec.label}: {len(job.unique)} texts in {seconds:.1f} s on "
+                    f"{len(pool.actors)} Ray workers ({len(job.unique) / max(seconds, 1e-9):.0f} "
+                    "texts/s)"
+                )
+                results.append(job.in_text_order(vectors, tokens, pool.described))
+            return results
+        finally:
+            for _, _, pool, temporary in jobs:
+                if temporary:
+                    pool.stop()
+
+
+Side = tuple[AdapterSpec, "str | Path", Sequence[str], int]  # spec, model, texts, texts a call
+START_TIMEOUT = 900.0  # seconds for every actor of a pool to be placed and load its model
+
+
+def _pool_key(spec: AdapterSpec, model: str | Path) -> tuple[str, str]:
+    return spec.as_string(), str(model)
+
+
+@dataclass
+class _Job:
+    """One side's texts: distinct, cut into length-sorted chunks, and the refs of their calls."""
+
+    texts: Sequence[str]
+    unique: list[str]
+    chunks: list[list[int]]
+    refs: list[Any]
+
+    @classmethod
+    def plan(cls, texts: Sequence[str], chunk: int) -> _Job:
         unique = list(dict.fromkeys(texts))
         order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
-        chunks = [order[i : i + chunk] for i in range(0, len(order), chunk)]
-        kept = self._pools.get(spec.label)
-        pool = kept or self._start_pool(spec, model, len(chunks), 1.0)
-        try:
-            started = time.perf_counter()
-            parts = ActorPool(pool.actors).map(
-                lambda actor, rows: actor.embed.remote([unique[i] for i in rows]), chunks
-            )
-            vectors, tokens = _gather(ray, parts, chunks, len(unique), spec.label, progress)
-            seconds = time.perf_counter() - started
-            progress(
-                f"{spec.label}: {len(unique)} texts in {seconds:.1f} s on {len(pool.actors)} Ray "
-                f"workers ({len(unique) / max(seconds, 1e-9):.0f} texts/s)"
-            )
-        finally:
-            if kept is None:
-                pool.stop()
-        row_of = {text: row for row, text in enumerate(unique)}
-        rows = [row_of[text] for text in texts]
-        return vectors[rows], pool.described, None if tokens is None else [tokens[r] for r in rows]
+        return cls(texts, unique, [order[i : i + chunk] for i in range(0, len(order), chunk)], [])
+
+    def submit(self, actors: list[Any]) -> None:
+        for number, rows in enumerate(self.chunks):
+            actor = actors[number % len(actors)]
+            self.refs.append(actor.embed.remote([self.unique[i] for i in rows]))
+
+    def in_text_order(
+        self, vectors: np.ndarray, tokens: list[list[str]] | None, described: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]:
+        row_of = {text: row for row, text in enumerate(self.unique)}
+        rows = [row_of[text] for text in self.texts]
+        return vectors[rows], described, None if tokens is None else [tokens[r] for r in rows]
 
 
 @dataclass
@@ -181,17 +251,17 @@ class _Pool:
 
 def _gather(
     ray: Any,
-    parts: Any,
+    refs: list[Any],
     chunks: list[list[int]],
     n: int,
     label: str,
     progress: Callable[[str], None],
 ) -> tuple[np.ndarray, list[list[str]] | None]:
-    """The pool's results, in chunk order, placed at their texts' rows."""
+    """The calls' results, in chunk order, placed at their texts' rows."""
     vectors: np.ndarray | None = None
     tokens: list[list[str]] | None = [[] for _ in range(n)]
     done = reported = 0
-    for rows, result in zip(chunks, _results(ray, parts), strict=True):
+    for rows, result in zip(chunks, _results(ray, refs), strict=True):
         part, part_tokens = result
         if vectors is None:
             vectors = np.empty((n, part.shape[1]), dtype=np.float32)
@@ -210,16 +280,10 @@ def _gather(
     return vectors, tokens
 
 
-def _results(ray: Any, parts: Any) -> Any:
-    """The pool's results, each remote failure turned back into what it was on the worker."""
-    iterator = iter(parts)
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except ray.exceptions.RayError as exc:
-            raise _original(exc) from exc
+def _results(ray: Any, refs: list[Any]) -> Any:
+    """The calls' results in order, each remote failure turned back into what it was."""
+    for ref in refs:
+        yield _get(ray, ref)
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -77,19 +77,28 @@ def run_key(
     return "run-" + hashlib.sha256(blob).hexdigest()
 
 
+# /proc/cpuinfo fields naming the CPU and its instruction sets (x86, then ARM)
+CPU_FIELDS = ("model name", "flags", "Features", "CPU implementer", "CPU part")
+# environment variables that choose kernels, threads or library behaviour
+ENV_PREFIXES = (
+    *("OMP_", "MKL_", "KMP_", "DNNL_", "ONEDNN_", "OPENBLAS_", "ATEN_", "TORCH_", "PYTORCH_"),
+    *("CUDA_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "SENTENCE_"),
+)
+
+
 def cpu_identity() -> list[str]:
-    """What the OS name does not say of the CPU: its model and flags (the kernels torch picks),
-    its core count and the thread settings (they change the batch noise)."""
-    found = {"model name": "", "flags": ""}
+    """What the OS name does not say of the CPU: its model and instruction sets (the kernels
+    torch picks), its core count, and every environment variable that picks kernels or
+    threads (they change the batch noise)."""
+    found = dict.fromkeys(CPU_FIELDS, "")
     with contextlib.suppress(OSError):
-        for line in (
-            Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-        ):
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
             name, _, value = line.partition(":")
             if name.strip() in found and not found[name.strip()]:
                 found[name.strip()] = value.strip()
-    threads = [f"{k}={os.environ.get(k, '')}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")]
-    return [found["model name"], found["flags"], str(os.cpu_count()), *threads]
+    env = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(ENV_PREFIXES))
+    return [platform.processor(), *found.values(), str(os.cpu_count()), *env]
 
 
 def worth_keeping(summary: Mapping[str, Any]) -> bool:

@@ -197,8 +197,19 @@ class Engine(Protocol):
         progress: Callable[[str], None],
     ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]: ...
 
+    def embed_sides(
+        self,
+        sides: Sequence[tuple[AdapterSpec, str | Path, Sequence[str], int]],
+        progress: Callable[[str], None],
+    ) -> list[tuple[np.ndarray, dict[str, Any], list[list[str]] | None]]:
+        """embed() of several (spec, model, texts, chunk) sides, run together."""
+        ...
+
     def keep_pools(self, specs: Sequence[AdapterSpec], models: Mapping[str, str | Path]) -> None:
-        """Keep each spec's workers loaded across embed() calls until the engine closes."""
+        """Keep each spec's workers loaded across embed() calls until drop_pools() or close."""
+
+    def drop_pools(self) -> None:
+        """Stop the workers keep_pools started."""
 
 
 def embed_specs(

@@ -36,7 +36,6 @@ from parity.metrics import DIMENSION, METRICS, Tolerance
 from parity.modelinfo import resolve_model
 from parity.report import build_summary, render_markdown, write_outputs
 from parity.report.ci import publish
-from parity.report.html import SCATTER_BUDGET, write_html
 from parity.report.markdown import verdict_text
 from parity.report.results import (
     CSV_FILE,
@@ -61,7 +60,7 @@ DEFAULT_CHUNK = 2048
 BYTES_ENV = "PARITY_STREAM_BYTES"  # the --texts file size from which a run streams
 AUTO_BYTES = 64 * 2**20  # ~5x10^5 texts of 120 characters: well under a GiB of vectors held
 KEEP_FAILING = 256  # failing texts per pair whose vectors are kept for diagnosis
-HTML_ROWS = SCATTER_BUDGET  # rows per pair report.html draws its figures from
+HTML_ROWS = 4000  # rows per pair report.html draws its figures from (its SCATTER_BUDGET)
 SCHEMA = pa.schema(
     [
         ("text_id", pa.int64()),
@@ -257,16 +256,21 @@ def _embed_chunk(
     here through the embedding cache where an adapter may be cached."""
     vectors: dict[str, np.ndarray] = {}
     tokens: dict[str, list[list[str]] | None] = {}
-    for label, adapter in stream.adapters.items():
-        if stream.engine is not None:
-            spec = stream.specs[label]
-            vectors[label], config, tokens[label] = stream.engine.embed(
-                spec, adapter.model, texts, call_size(adapter), progress
-            )
+    if stream.engine is not None:  # every side's calls in flight at once
+        labels = list(stream.adapters)
+        sides = [
+            (stream.specs[label], a.model, texts, call_size(a))
+            for label, a in stream.adapters.items()
+        ]
+        for label, done in zip(labels, stream.engine.embed_sides(sides, progress), strict=True):
+            vectors[label], config, tokens[label] = done
             stream.configs.setdefault(label, config)
-            continue
+        return vectors, tokens
+    for label, adapter in stream.adapters.items():
         if stream.cache is not None and adapter.cacheable:
-            key = stream.keys.setdefault(label, adapter_key(adapter))
+            if label not in stream.keys:
+                stream.keys[label] = adapter_key(adapter)
+            key = stream.keys[label]
             vectors[label] = embed_cached(adapter, texts, progress, stream.cache, stream.used, key)
         else:
             vectors[label] = embed_all(adapter, texts, progress, call_size(adapter))
@@ -385,24 +389,22 @@ def write_csv(source: Path, target: Path) -> None:
         ) from exc
 
 
-def html_frame(source: Path, limit: int | None = None) -> tuple[pd.DataFrame, int]:
-    """The rows of results.parquet report.html draws, read a batch at a time: per pair at most
-    `limit`, its failing texts first (up to half), then a fixed random sample of the rest, so
-    memory stays flat however many texts; and the most rows any pair had."""
+def html_frame(
+    source: Path, worst: Mapping[str, set[int]], limit: int | None = None
+) -> tuple[pd.DataFrame, int]:
+    """The rows of results.parquet report.html draws, read a batch at a time: per pair a fixed
+    uniform random sample of at most `limit` (so its histograms keep the pair's proportions),
+    its `worst` text ids always among them; and the most rows any pair had."""
     limit = HTML_ROWS if limit is None else limit
     rng = np.random.default_rng(0)
     kept: dict[str, pd.DataFrame] = {}
-    failing_seen: dict[str, int] = {}
     rows_seen: dict[str, int] = {}
     for batch in pq.ParquetFile(source).iter_batches(DEFAULT_CHUNK, use_threads=False):
         frame = pa.Table.from_batches([batch]).to_pandas()
         for pair, rows in frame.groupby("pair", sort=False):
             name = str(pair)
             priority = rng.random(len(rows))
-            failing = ~rows["passed"].to_numpy(dtype=bool)
-            first = np.cumsum(failing) + failing_seen.get(name, 0) <= limit // 2
-            priority[failing & first] -= 1  # before every passing text
-            failing_seen[name] = failing_seen.get(name, 0) + int(failing.sum())
+            priority[rows["text_id"].isin(worst.get(name, set())).to_numpy()] = -1.0
             rows_seen[name] = rows_seen.get(name, 0) + len(rows)
             merged = pd.concat([kept.get(name), rows.assign(_priority=priority)])
             kept[name] = merged.nsmallest(limit, "_priority")
@@ -413,13 +415,19 @@ def html_frame(source: Path, limit: int | None = None) -> tuple[pd.DataFrame, in
 def write_stream_html(out: Path, summary: dict[str, Any]) -> None:
     """report.html of a streamed run, its figures from html_frame's sample (said on the page
     when it is one); the statistics and tables are summary.json's, exact."""
-    frame, most = html_frame(out / RESULTS_FILE)
+    from parity.report.html import write_html
+
+    worst = {
+        pair_name(p["a"], p["b"]): {int(w["index"]) for w in p.get("worst", [])}
+        for p in summary["pairs"]
+    }
+    frame, most = html_frame(out / RESULTS_FILE, worst)
     sampled = None
     if most > HTML_ROWS:
         sampled = (
-            f"Figures drawn from {HTML_ROWS:,} of the {most:,} texts of each pair: its failing "
-            "texts first (up to half), then a fixed random sample. The statistics above are "
-            "exact, from every text."
+            f"Figures drawn from a fixed random sample of {HTML_ROWS:,} of the {most:,} texts "
+            "of each pair (its worst texts among them): their counts and the line of largest "
+            "deltas are the sample's. The statistics above are exact, from every text."
         )
     write_html(out / "report.html", summary, frame, title="parity run", sampled=sampled)
 
@@ -465,17 +473,18 @@ def stream_run(
     chunks = iter_text_chunks(path, chunk_size())
     first = next(chunks)  # a file with no texts, or an unreadable one: before any model loads
     progress("streaming: no retrieval set (its impact needs every vector held at once)")
+    parent = Path(out) if out else None
+    if parent is not None:
+        _make_dir(parent)  # before any model loads
     if engine is None:
         adapters = load_adapters(specs, model_path, progress)
     else:  # built here, loaded only if diagnosis needs them; the workers load their own
         adapters = {spec.label: spec.build(model_path) for spec in specs}
         progress(f"starting a pool of {engine.name} workers per adapter")
-        engine.keep_pools(specs, {label: a.model for label, a in adapters.items()})
-    parent = Path(out) if out else None
-    if parent is not None:
-        _make_dir(parent)
     work = Path(tempfile.mkdtemp(prefix=".parity-stream-", dir=parent))
     try:
+        if engine is not None:
+            engine.keep_pools(specs, {label: a.model for label, a in adapters.items()})
         stream = Stream(
             adapters,
             {s.label: s for s in specs},
@@ -486,12 +495,16 @@ def stream_run(
             engine=engine,
         )
         stream_texts(stream, _chained(first, chunks), progress)
+        if engine is not None:
+            engine.drop_pools()  # the workers' models go before diagnosis loads its own here
         summary = finish(stream, str(model_path), parent, diagnose, warnings, progress)
         if parent is not None and csv:
             write_csv(parent / RESULTS_FILE, parent / CSV_FILE)
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if engine is not None:
+            engine.drop_pools()
         for adapter in adapters.values():
             adapter.close()
 
@@ -540,7 +553,8 @@ def finish(
     summary["verdict"] = verdict_text(summary)
     summary["warnings"] = list(warnings)
     if out is not None:
-        (out / CSV_FILE).unlink(missing_ok=True)  # an earlier run's must not outlive this one
+        for stale in ("report.html", CSV_FILE):  # an earlier run's must not outlive this one
+            (out / stale).unlink(missing_ok=True)
         assemble_results(stream, comparison, out / RESULTS_FILE)
         write_outputs(out, summary, render_markdown(summary, "parity run"))
         write_stream_html(out, summary)

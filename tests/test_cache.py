@@ -253,6 +253,10 @@ def test_a_lookup_reads_only_the_shards_holding_its_texts(
         return original(self, shard)
 
     monkeypatch.setattr(EmbeddingCache, "_read", counting)
+    chunk = EmbeddingCache(tmp_path)  # a streamed run's chunk again: its own shard, by name
+    assert len(chunk.lookup("k", [text_sha256("t3-0"), text_sha256("t3-1")])) == 2
+    assert [p.parent.name for p in reads] == ["k"] and "k" not in chunk._index
+    reads.clear()
     reader = EmbeddingCache(tmp_path)
     assert reader.lookup("k", [text_sha256("new")]) == {} and reads == []  # a cold chunk
     found = reader.lookup("k", [text_sha256("t7-0"), text_sha256("t7-1"), text_sha256("t9-1")])
