@@ -91,7 +91,8 @@ def adapter_code(cls: type) -> str:
             digest.update(f"{klass.__module__}\0".encode() + source.read_bytes())
     top = cls.__module__.partition(".")[0]
     dists = importlib.metadata.packages_distributions().get(top, [])
-    versions = sorted(f"{d} {_version(d)}" for d in dists)
+    versions = sorted({f"{d} {_version(d)}" for d in dists})  # one entry per name: a source
+    # checkout on sys.path lists its distribution twice (its .egg-info and the installed one)
     return (
         f"{cls.__module__}.{cls.__qualname__} parity {__version__} {versions} {digest.hexdigest()}"
     )

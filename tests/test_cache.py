@@ -263,3 +263,22 @@ def test_a_lookup_reads_only_the_shards_holding_its_texts(
     assert sorted(float(v[0]) for v in found.values()) == [7.0, 7.0, 9.0] and len(reads) == 2
     reader.store("k", [text_sha256("late")], np.ones((1, 3), np.float32))
     assert reader.lookup("k", [text_sha256("late")])[text_sha256("late")].tolist() == [1, 1, 1]
+
+
+def test_the_adapter_code_key_is_the_same_however_parity_is_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    from parity.adapters.custom import CustomAdapter
+    from parity.cache import adapter_code
+
+    code = adapter_code.__wrapped__  # not the memo: each call reads the distributions again
+    monkeypatch.setattr(
+        importlib.metadata, "packages_distributions", lambda: {"parity": ["parity"]}
+    )
+    once = code(CustomAdapter)
+    # `python -m` from a checkout: the source tree's .egg-info lists the distribution again
+    twice = {"parity": ["parity", "parity"]}
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: twice)
+    assert code(CustomAdapter) == once and once.count("parity 0.1.0") == 2
