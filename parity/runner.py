@@ -54,6 +54,7 @@ class RunResult:
     adapters: dict[str, Adapter] = field(default_factory=dict)
     # each adapter's token strings per text (Embedded.tokens; None/absent where it cannot say)
     tokens: dict[str, list[list[str]] | None] = field(default_factory=dict)
+    cache: EmbeddingCache | None = None  # the embedding cache the run used (diagnosis's too)
 
     @property
     def passed(self) -> bool:
@@ -348,4 +349,5 @@ def run(
         timings=embedded.timings,
         adapters=embedded.adapters,
         tokens=embedded.tokens,
+        cache=cache if engine is None else None,
     )

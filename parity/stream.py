@@ -332,6 +332,7 @@ def diagnose_kept(
         specs=stream.specs,
         comparison=small_comparison,
         adapters=stream.adapters,
+        cache=stream.cache,
     )
     progress(f"diagnosing on {len(rows)} kept texts (at most {KEEP_FAILING} failing per pair)")
     diagnose_run(small, progress)

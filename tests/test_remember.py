@@ -149,3 +149,34 @@ def test_a_run_whose_probe_crashed_runs_again_next_time(
     assert UNCHANGED not in capsys.readouterr().err  # not remembered: run again, this time whole
     assert _run(bpe_model, texts, tmp_path / "c", tmp_path / "cache") == 1
     assert UNCHANGED in capsys.readouterr().err
+
+
+def test_a_rerun_takes_the_probes_vectors_from_the_cache_too(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rebuilt: list[int] = []
+    original = Adapter.embed
+
+    def counting(self: Adapter, batch: object) -> object:
+        if self.reuse_loaded:  # a side diagnosis rebuilt with another setting
+            rebuilt.append(len(batch))  # type: ignore[arg-type]
+        return original(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Adapter, "embed", counting)
+    long = tmp_path / "long.txt"
+    long.write_text("\n".join(" ".join(f"w{i}" for i in range(n)) for n in (30, 40)) + "\n")
+    argv = ["run", "--model", str(bpe_model), "--texts", str(long), "--no-retrieval", "--quiet"]
+    # two settings differ: a side rebuilt with one of them is neither side (not in the cache)
+    argv += ["--cache", str(tmp_path / "cache"), "--adapter", "custom:pooling=cls"]
+    argv += ["--adapter", "custom:max_length=8"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 1
+    assert rebuilt  # probes: a side rebuilt with one of the other's settings
+    rebuilt.clear()
+    assert main([*argv, "--out", str(tmp_path / "b"), "--rerun"]) == 1
+    assert rebuilt == []  # its vectors came from the cache
+    first = json.loads((tmp_path / "a/summary.json").read_text())
+    again = json.loads((tmp_path / "b/summary.json").read_text())
+    assert again["pairs"][0]["causes"] == first["pairs"][0]["causes"]
+    assert {"pooling", "truncation"} <= {c["cause"] for c in first["pairs"][0]["causes"]} | {
+        also for c in first["pairs"][0]["causes"] for also in c["also"]
+    }

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from parity.adapters import AdapterSpec, shared
+from parity.adapters import AdapterSpec, parse_specs, shared
 from parity.adapters.base import Adapter
 from parity.adapters.shared import holders
+from parity.diagnose import diagnose_run
 from parity.errors import AdapterError
+from parity.runner import run
 from tests.diagnosed_run import diagnosed
 
 LONG = [" ".join(f"word{i}" for i in range(n)) for n in (40, 60, 80)]
@@ -82,3 +85,36 @@ def test_diagnosis_rebuilds_a_side_without_reading_its_weights_again(
     assert pair.failures == 3 and pair.causes[0]["cause"] == "truncation"
     assert pair.causes[0]["evidence"] == "measured"  # a probe rebuilt a side and reproduced
     assert loads == [str(bpe_model)] * 2  # each side's own load; the probes read no weights
+
+
+def _rebuilt_embeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Texts each embed() of a rebuilt side (diagnosis's probes) was given, as they happen."""
+    calls: list[int] = []
+    original = Adapter.embed
+
+    def counting(self: Adapter, texts: Any) -> Any:
+        if self.reuse_loaded:
+            calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(Adapter, "embed", counting)
+    return calls
+
+
+def test_pairs_that_share_a_probe_embed_it_once(
+    bpe_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _rebuilt_embeds(monkeypatch)
+    one = diagnosed(bpe_model, ["custom", "custom:max_length=16"], LONG)
+    alone = list(calls)
+    calls.clear()
+    specs = ["custom", "custom:label=twin", "custom:max_length=16"]
+    result = run(parse_specs(specs), LONG, model=bpe_model, keep_adapters=True)
+    try:
+        diagnose_run(result)
+    finally:
+        for adapter in result.adapters.values():
+            adapter.close()
+    failing = [p for p in result.comparison.pairs if not p.passed]
+    assert len(failing) == 2 and alone and calls == alone  # the second pair's: from the first
+    assert [c["cause"] for c in failing[1].causes] == [c["cause"] for c in one.causes]

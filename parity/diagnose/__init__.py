@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from parity.diagnose.causes import INFERRED, MEASURED, Cause, Diagnosis, Side, cause_label
+from parity.diagnose.causes import (
+    INFERRED,
+    MEASURED,
+    Cause,
+    Diagnosis,
+    ProbeVectors,
+    Side,
+    cause_label,
+)
 from parity.diagnose.noise import find_outlier
 from parity.diagnose.pair import diagnose_pair, first_differing_stage
 from parity.diagnose.probes import CAUSES
@@ -45,6 +53,7 @@ def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> 
         )
         for label, adapter in result.adapters.items()
     }
+    probes = ProbeVectors(getattr(result, "cache", None))  # one for every pair
     for pair in result.comparison.pairs:
         if pair or pair.a not in sides or pair.b not in sides:
             continue
@@ -58,6 +67,7 @@ def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> 
             result.comparison.tolerance,
             progress,
             others=[s for label, s in sides.items() if label not in (pair.a, pair.b)],
+            probes=probes,
         )
         pair.causes = [c.as_dict() for c in found.causes]
         pair.diagnosis = found.as_dict()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from parity.adapters import Adapter, AdapterSpec
+from parity.cache import EmbeddingCache
 from parity.diagnose.settings import SideSettings
 from parity.diagnose.tokens import token_diff
 from parity.metrics import Tolerance, deltas
@@ -115,6 +116,30 @@ class Side:
 
 
 @dataclass
+class ProbeVectors:
+    """Vectors probes compute, shared by every pair of one diagnosis (three pairs rebuild
+    bcembedding with max_length=256 on the same texts) and kept in the run's embedding cache,
+    when it has one, for the next run. Only for probes that ask what a configuration gives:
+    those that re-embed on purpose (noise floor, nondeterminism, batch dependence) embed."""
+
+    cache: EmbeddingCache | None = None
+    held: dict[tuple[str, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+
+    def embed(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
+        """`adapter`'s vectors of `texts`, each distinct (configuration, texts) embedded once."""
+        from parity.runner import adapter_key, embed_cached
+
+        key = (adapter_key(adapter), tuple(texts))
+        if key not in self.held:
+            if self.cache is not None and adapter.cacheable:
+                quiet: Callable[[str], None] = lambda message: None  # noqa: E731
+                self.held[key] = embed_cached(adapter, texts, quiet, self.cache, {}, key[0])
+            else:
+                self.held[key] = adapter.embed(texts)
+        return self.held[key]
+
+
+@dataclass
 class PairContext:
     """What every probe needs: both sides, the texts, where to rebuild, how close is close."""
 
@@ -126,6 +151,7 @@ class PairContext:
     progress: Callable[[str], None]
     frozen_a: bool
     reference: dict[str, Any]
+    probes: ProbeVectors = field(default_factory=ProbeVectors)
 
 
 class Explainer:

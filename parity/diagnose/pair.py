@@ -16,6 +16,7 @@ from parity.diagnose.causes import (
     Diagnosis,
     Explainer,
     PairContext,
+    ProbeVectors,
     Side,
     model_reference,
     token_note,
@@ -43,6 +44,7 @@ def diagnose_pair(
     *,
     frozen_a: bool = False,
     others: Sequence[Side] = (),
+    probes: ProbeVectors | None = None,
 ) -> Diagnosis:
     """Explain the failing texts of one pair.
 
@@ -52,6 +54,7 @@ def diagnose_pair(
     failing = pair.failing_indices()
     ex = Explainer(failing)
     ctx = PairContext(a, b, texts, model, tolerance, progress, frozen_a, model_reference(model))
+    ctx.probes = probes or ctx.probes  # shared with the run's other pairs
     diff = [
         {"setting": k, "a": va, "b": vb} for k, va, vb in config_differences(a.config, b.config)
     ]
@@ -114,7 +117,8 @@ def _probe_transforms(ex: Explainer, ctx: PairContext) -> None:
             if not rows:
                 continue
             with ex.guard(f"{doer.label}: {transform.name}"):
-                again = other.adapter.embed([transform.apply(ctx.texts[i]) for i in rows])
+                moved = [transform.apply(ctx.texts[i]) for i in rows]
+                again = ctx.probes.embed(other.adapter, moved)
                 ex.record(
                     (transform.cause, doer.label),
                     f"{doer.label}: {transform.name}",
@@ -191,8 +195,8 @@ def _transform_with_setting(
     other = ctx.b if doer is ctx.a else ctx.a
     texts = [ctx.texts[i] for i in rows]
     moved = [transform.apply(t) for t in texts]
-    left = adapter.embed(texts) if doer is side else doer.vectors[rows]
-    right = adapter.embed(moved) if other is side else other.adapter.embed(moved)
+    left = ctx.probes.embed(adapter, texts) if doer is side else doer.vectors[rows]
+    right = ctx.probes.embed(adapter if other is side else other.adapter, moved)
     setting = setting_text([change])
     ex.record(
         (f"{transform.cause}+{change.cause}", doer.label),

@@ -69,7 +69,7 @@ def _rebuild_and_record(
         f"({len(rows)} texts)"
     )
     with rebuilt:
-        again = rebuilt.embed([ctx.texts[i] for i in rows])
+        again = ctx.probes.embed(rebuilt, [ctx.texts[i] for i in rows])
     ex.record(
         ("+".join(c.cause for c in combo), "setting"),  # one cause, whichever side reproduced
         f"{side.label}: {setting}",
