@@ -261,8 +261,10 @@ class EmbeddingCache:
             return
         buffer = io.BytesIO()
         np.savez(buffer, sha256=np.asarray(hashes), vectors=np.asarray(vectors, np.float32))
+        shard = self._dir(key) / _shard_name(hashes)
         try:
-            write_atomic(self._dir(key) / _shard_name(hashes), buffer.getvalue())
+            write_atomic(shard, buffer.getvalue())
+            self._dead.discard(shard)  # written again: whole and readable
             self.evict()
         except OSError as exc:  # a read-only or full disk costs the cache, never the run
             warnings.warn(

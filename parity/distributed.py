@@ -139,9 +139,10 @@ class RayEngine:
             if len(ready) < len(refs):
                 free = ray.available_resources().get("CPU", 0)
                 raise ParityInputError(
-                    f"{spec.label}: {len(refs) - len(ready)} of {len(refs)} Ray workers did not "
-                    f"start within {START_TIMEOUT:.0f} s ({free:g} CPUs free on the cluster); "
-                    "free some CPUs, or run with fewer adapters at once"
+                    f"{spec.label}: {len(refs) - len(ready)} of {len(refs)} Ray workers were not "
+                    f"placed or had not loaded the model within {START_TIMEOUT:.0f} s "
+                    f"({free:g} CPUs free on the cluster); free some CPUs or run fewer adapters "
+                    "at once, or check that every worker can read the model directory"
                 )
             described = [_get(ray, ref) for ref in refs]  # every actor's load failure surfaces
             pool.described = described[0]

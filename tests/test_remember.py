@@ -170,13 +170,42 @@ def test_a_rerun_takes_the_probes_vectors_from_the_cache_too(
     argv += ["--cache", str(tmp_path / "cache"), "--adapter", "custom:pooling=cls"]
     argv += ["--adapter", "custom:max_length=8"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 1
-    assert rebuilt  # probes: a side rebuilt with one of the other's settings
+    first_run = list(rebuilt)  # probes: a side rebuilt with one of the other's settings
     rebuilt.clear()
     assert main([*argv, "--out", str(tmp_path / "b"), "--rerun"]) == 1
-    assert rebuilt == []  # its vectors came from the cache
+    # from the cache, but for the side rebuilt with both settings: that is the other side,
+    # whose own vectors a probe must never read back
+    assert len(first_run) > 1 and rebuilt == [2]
     first = json.loads((tmp_path / "a/summary.json").read_text())
     again = json.loads((tmp_path / "b/summary.json").read_text())
     assert again["pairs"][0]["causes"] == first["pairs"][0]["causes"]
     assert {"pooling", "truncation"} <= {c["cause"] for c in first["pairs"][0]["causes"]} | {
         also for c in first["pairs"][0]["causes"] for also in c["also"]
     }
+
+
+def test_a_side_rebuilt_into_the_other_side_embeds_for_real(
+    bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rebuilt: list[int] = []
+    original = Adapter.embed
+
+    def counting(self: Adapter, batch: object) -> object:
+        if self.reuse_loaded:
+            rebuilt.append(len(batch))  # type: ignore[arg-type]
+        return original(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Adapter, "embed", counting)
+    long = tmp_path / "long.txt"
+    long.write_text("\n".join(" ".join(f"w{i}" for i in range(n)) for n in (30, 40)) + "\n")
+    argv = ["run", "--model", str(bpe_model), "--texts", str(long), "--no-retrieval", "--quiet"]
+    argv += ["--cache", str(tmp_path / "cache"), "--adapter", "custom"]
+    argv += ["--adapter", "custom:max_length=8", "--out", str(tmp_path / "out")]
+    for extra in ([], ["--rerun"]):
+        rebuilt.clear()
+        assert main([*argv, *extra]) == 1
+        # custom rebuilt with max_length=8 is the second side's configuration, whose vectors
+        # the cache holds: reading them back would reproduce that side by construction
+        assert rebuilt == [2]
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["pairs"][0]["causes"][0]["cause"] == "truncation"

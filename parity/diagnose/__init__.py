@@ -44,6 +44,17 @@ __all__ = [
 ]
 
 
+def _probe_vectors(result: Any, sides: dict[str, Side]) -> ProbeVectors:
+    """The probe vectors every pair of `result` shares, through its embedding cache (if any)."""
+    cache = getattr(result, "cache", None)
+    if cache is None:
+        return ProbeVectors()
+    from parity.runner import adapter_key
+
+    keys = frozenset(adapter_key(s.adapter) for s in sides.values() if s.adapter.cacheable)
+    return ProbeVectors(cache, keys)
+
+
 def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Diagnose every failing pair of a RunResult in place; return run-level findings."""
     progress = progress or (lambda message: None)
@@ -53,7 +64,7 @@ def diagnose_run(result: Any, progress: Callable[[str], None] | None = None) -> 
         )
         for label, adapter in result.adapters.items()
     }
-    probes = ProbeVectors(getattr(result, "cache", None))  # one for every pair
+    probes = _probe_vectors(result, sides)  # one for every pair
     for pair in result.comparison.pairs:
         if pair or pair.a not in sides or pair.b not in sides:
             continue

@@ -123,20 +123,30 @@ class ProbeVectors:
     those that re-embed on purpose (noise floor, nondeterminism, batch dependence) embed."""
 
     cache: EmbeddingCache | None = None
-    held: dict[tuple[str, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+    # the run's sides' cache keys: a side rebuilt into one of them embeds for real, or it would
+    # read that side's own vectors back and "reproduce" it by construction
+    sides: frozenset[str] = frozenset()
+    held: dict[tuple[Any, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
 
     def embed(self, adapter: Adapter, texts: list[str]) -> np.ndarray:
         """`adapter`'s vectors of `texts`, each distinct (configuration, texts) embedded once."""
         from parity.runner import adapter_key, embed_cached
 
-        key = (adapter_key(adapter), tuple(texts))
-        if key not in self.held:
-            if self.cache is not None and adapter.cacheable:
+        if not adapter.cacheable:  # a server, a vectors file: this adapter object, these texts
+            memo: tuple[Any, tuple[str, ...]] = (id(adapter), tuple(texts))
+            if memo not in self.held:
+                self.held[memo] = adapter.embed(texts)
+            return self.held[memo]
+        key = adapter_key(adapter)
+        memo = (key, tuple(texts))
+        if memo not in self.held:
+            circular = adapter.reuse_loaded and key in self.sides
+            if self.cache is not None and not circular:
                 quiet: Callable[[str], None] = lambda message: None  # noqa: E731
-                self.held[key] = embed_cached(adapter, texts, quiet, self.cache, {}, key[0])
+                self.held[memo] = embed_cached(adapter, texts, quiet, self.cache, {}, key)
             else:
-                self.held[key] = adapter.embed(texts)
-        return self.held[key]
+                self.held[memo] = adapter.embed(texts)
+        return self.held[memo]
 
 
 @dataclass

@@ -54,7 +54,8 @@ def diagnose_pair(
     failing = pair.failing_indices()
     ex = Explainer(failing)
     ctx = PairContext(a, b, texts, model, tolerance, progress, frozen_a, model_reference(model))
-    ctx.probes = probes or ctx.probes  # shared with the run's other pairs
+    if probes is not None:
+        ctx.probes = probes  # shared with the run's other pairs
     diff = [
         {"setting": k, "a": va, "b": vb} for k, va, vb in config_differences(a.config, b.config)
     ]
