@@ -79,10 +79,13 @@ def run_key(
 
 # /proc/cpuinfo fields naming the CPU and its instruction sets (x86, then ARM)
 CPU_FIELDS = ("model name", "flags", "Features", "CPU implementer", "CPU part")
-# environment variables that choose kernels, threads or library behaviour
-ENV_PREFIXES = (
-    *("OMP_", "MKL_", "KMP_", "DNNL_", "ONEDNN_", "OPENBLAS_", "ATEN_", "TORCH_", "PYTORCH_"),
-    *("CUDA_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "SENTENCE_"),
+# environment variables that choose CPU kernels or threads (not those parity or a library sets
+# for itself while loading: TRANSFORMERS_OFFLINE, KMP_DUPLICATE_LIB_OK ... would split one
+# process's keys from the next)
+KERNEL_ENV = (
+    *("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR"),
+    *("MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA"),
+    *("DNNL_DEFAULT_FPMATH_MODE", "ONEDNN_DEFAULT_FPMATH_MODE", "TORCH_NUM_THREADS"),
 )
 
 
@@ -97,7 +100,7 @@ def cpu_identity() -> list[str]:
             name, _, value = line.partition(":")
             if name.strip() in found and not found[name.strip()]:
                 found[name.strip()] = value.strip()
-    env = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(ENV_PREFIXES))
+    env = [f"{name}={os.environ.get(name, '')}" for name in KERNEL_ENV]
     return [platform.processor(), *found.values(), str(os.cpu_count()), *env]
 
 

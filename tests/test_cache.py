@@ -4,6 +4,7 @@ re-run that reads it gives the same verdict and figures."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -141,10 +142,12 @@ def test_a_rerun_reads_the_cache_and_reports_the_same_figures(
         assert [c["cause"] for c in one["causes"]] == [c["cause"] for c in two["causes"]]
     main(["cache", "info", "--cache", str(cache)])
     info = capsys.readouterr().out
-    assert "adapters/configurations: 3" in info and "vectors: 360" in info
+    assert "adapters/configurations: 3" in info
     assert "remembered runs: 1" in info  # the first run's; the --rerun replaced it
+    shards, vectors = (int(n) for n in re.findall(r"shards: (\d+), vectors: (\d+)", info)[0])
+    assert shards > 3 and vectors > 360  # 120 a side, and the vectors diagnosis's probes made
     main(["cache", "clear", "--cache", str(cache)])
-    assert "removed 4 cached shards and remembered runs" in capsys.readouterr().out
+    assert f"removed {shards + 1} cached shards and remembered runs" in capsys.readouterr().out
     assert not list(cache.rglob("*.npz")) and not list(cache.rglob("run.zip"))
 
 
