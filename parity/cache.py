@@ -230,30 +230,32 @@ class EmbeddingCache:
 
     def _read_hashes(self, shard: Path) -> list[str]:
         """A shard's text hashes alone (npz members load one by one); [] when it is unreadable."""
-        try:
-            with shard.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
-                return [str(h) for h in data["sha256"].tolist()]
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            shard.unlink(missing_ok=True)  # damaged: never read again
-            return []
+        members = self._members(shard, ("sha256",))
+        return [] if members is None else [str(h) for h in members["sha256"].tolist()]
 
     def _read(self, shard: Path) -> tuple[list[str], np.ndarray] | None:
-        try:
-            # our own handle: np.load leaves its file open when a damaged archive raises
-            with shard.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
-                hashes = [str(h) for h in data["sha256"].tolist()]
-                vectors = np.asarray(data["vectors"], dtype=np.float32)
-        except FileNotFoundError:  # evicted by another run meanwhile
+        members = self._members(shard, ("sha256", "vectors"))
+        if members is None:
             return None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            shard.unlink(missing_ok=True)  # damaged: never read again
-            return None
+        hashes = [str(h) for h in members["sha256"].tolist()]
+        vectors = members["vectors"].astype(np.float32, copy=False)
         if vectors.ndim != 2 or len(vectors) != len(hashes):
             shard.unlink(missing_ok=True)
             return None
         return hashes, vectors
+
+    def _members(self, shard: Path, names: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """The named arrays of a shard; None when another run evicted it meanwhile, or when it
+        is damaged (then removed: never read again)."""
+        try:
+            # our own handle: np.load leaves its file open when a damaged archive raises
+            with shard.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
+                return {name: np.asarray(data[name]) for name in names}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            shard.unlink(missing_ok=True)
+            return None
 
     def store(self, key: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         """Add vectors (one row per hash) under `key`, then evict past the size bound."""
