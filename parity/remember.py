@@ -183,14 +183,12 @@ def _write_files(out: Path, files: Mapping[str, bytes]) -> None:
 
 
 def remembered(
-    cache: EmbeddingCache | None,
+    cache: EmbeddingCache,
     specs: Sequence[AdapterSpec],
     model: Path,
     texts: Sequence[str],
     settings: Mapping[str, Any],
 ) -> Remembered | None:
-    """The run's place in `cache`, or None (no cache, or a run that is never remembered)."""
-    if cache is None:
-        return None
+    """The run's place in `cache`, or None for a run that is never remembered."""
     key = run_key(specs, model, texts, settings)
     return None if key is None else Remembered(cache, key)

@@ -245,7 +245,7 @@ def _run_and_report(
     progress = progress_for(sys.stderr, quiet=args.quiet)
     engine = _engine(args)
     cache = None if engine is not None else default_cache(args.cache, args.no_cache)
-    memo = _memo(cache, specs, args, texts, diagnose)
+    memo = _memo(cache, specs, args, texts, tolerance, diagnose)
     rerun = memo is None or getattr(args, "rerun", False)
     recalled = None if rerun else memo.recall(args.out, _outputs(args))
     if recalled is not None:
@@ -293,20 +293,27 @@ def _outputs(args: argparse.Namespace) -> list[str]:
 
 
 def _memo(
-    cache: Any, specs: Any, args: argparse.Namespace, texts: list[str], diagnose: bool
+    cache: Any,
+    specs: Any,
+    args: argparse.Namespace,
+    texts: list[str],
+    tolerance: Any,
+    diagnose: bool,
 ) -> Any:
     """Where this run's outputs are remembered in the cache (parity.remember), or None."""
-    from parity.metrics import Tolerance
     from parity.modelinfo import resolve_model
     from parity.remember import remembered
 
+    if cache is None:
+        return None
+    model = resolve_model(args.model)
     settings = {
-        "model": str(resolve_model(args.model)),
-        "tolerance": repr(Tolerance.parse(args.tol)),
+        "model": str(model),
+        "tolerance": repr(tolerance),
         "retrieval": not args.no_retrieval,
         "diagnose": diagnose,
     }
-    return remembered(cache, specs, resolve_model(args.model), texts, settings)
+    return remembered(cache, specs, model, texts, settings)
 
 
 def _replay(args: argparse.Namespace, recalled: Any) -> tuple[int, dict[str, Any]]:
