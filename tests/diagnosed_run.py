@@ -1,11 +1,15 @@
-"""diagnosed(): a real run of two adapters, diagnosed, its first pair (shared by the tests)."""
+"""diagnosed(): a real run of two adapters, diagnosed, its first pair; rebuilt_embeds(): what
+diagnosis's rebuilt sides embed (shared by the tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from parity.adapters import parse_specs
+from parity.adapters.base import Adapter
 from parity.diagnose import diagnose_run
 from parity.metrics import Tolerance
 from parity.runner import run
@@ -22,3 +26,17 @@ def diagnosed(model: Path, specs: list[str], texts: list[str]) -> Any:
     pair = result.comparison.pairs[0]
     assert sum(c["explained"] for c in pair.causes) == pair.failures
     return pair
+
+
+def rebuilt_embeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Texts each embed() of a rebuilt side (diagnosis's probes) was given, as they happen."""
+    calls: list[int] = []
+    original = Adapter.embed
+
+    def counting(self: Adapter, texts: Any) -> Any:
+        if self.reuse_loaded:
+            calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(Adapter, "embed", counting)
+    return calls

@@ -14,6 +14,7 @@ from parity.adapters.base import Adapter
 from parity.cache import EmbeddingCache
 from parity.cli import main
 from parity.remember import run_key
+from tests.diagnosed_run import rebuilt_embeds
 
 SPECS = ["custom", "custom:strip=true"]
 TEXTS = ["a", " edge ", "two words", "\tlast\n"]
@@ -151,24 +152,23 @@ def test_a_run_whose_probe_crashed_runs_again_next_time(
     assert UNCHANGED in capsys.readouterr().err
 
 
+def _long_texts_run(model: Path, tmp_path: Path, *specs: str) -> list[str]:
+    """`parity run` argv over two texts longer than max_length=8, with a cache in tmp_path."""
+    long = tmp_path / "long.txt"
+    long.write_text("\n".join(" ".join(f"w{i}" for i in range(n)) for n in (30, 40)) + "\n")
+    argv = ["run", "--model", str(model), "--texts", str(long), "--no-retrieval", "--quiet"]
+    argv += ["--cache", str(tmp_path / "cache")]
+    for spec in specs:
+        argv += ["--adapter", spec]
+    return argv
+
+
 def test_a_rerun_takes_the_probes_vectors_from_the_cache_too(
     bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rebuilt: list[int] = []
-    original = Adapter.embed
-
-    def counting(self: Adapter, batch: object) -> object:
-        if self.reuse_loaded:  # a side diagnosis rebuilt with another setting
-            rebuilt.append(len(batch))  # type: ignore[arg-type]
-        return original(self, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Adapter, "embed", counting)
-    long = tmp_path / "long.txt"
-    long.write_text("\n".join(" ".join(f"w{i}" for i in range(n)) for n in (30, 40)) + "\n")
-    argv = ["run", "--model", str(bpe_model), "--texts", str(long), "--no-retrieval", "--quiet"]
+    rebuilt = rebuilt_embeds(monkeypatch)
     # two settings differ: a side rebuilt with one of them is neither side (not in the cache)
-    argv += ["--cache", str(tmp_path / "cache"), "--adapter", "custom:pooling=cls"]
-    argv += ["--adapter", "custom:max_length=8"]
+    argv = _long_texts_run(bpe_model, tmp_path, "custom:pooling=cls", "custom:max_length=8")
     assert main([*argv, "--out", str(tmp_path / "a")]) == 1
     first_run = list(rebuilt)  # probes: a side rebuilt with one of the other's settings
     rebuilt.clear()
@@ -187,20 +187,9 @@ def test_a_rerun_takes_the_probes_vectors_from_the_cache_too(
 def test_a_side_rebuilt_into_the_other_side_embeds_for_real(
     bpe_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rebuilt: list[int] = []
-    original = Adapter.embed
-
-    def counting(self: Adapter, batch: object) -> object:
-        if self.reuse_loaded:
-            rebuilt.append(len(batch))  # type: ignore[arg-type]
-        return original(self, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Adapter, "embed", counting)
-    long = tmp_path / "long.txt"
-    long.write_text("\n".join(" ".join(f"w{i}" for i in range(n)) for n in (30, 40)) + "\n")
-    argv = ["run", "--model", str(bpe_model), "--texts", str(long), "--no-retrieval", "--quiet"]
-    argv += ["--cache", str(tmp_path / "cache"), "--adapter", "custom"]
-    argv += ["--adapter", "custom:max_length=8", "--out", str(tmp_path / "out")]
+    rebuilt = rebuilt_embeds(monkeypatch)
+    argv = _long_texts_run(bpe_model, tmp_path, "custom", "custom:max_length=8")
+    argv += ["--out", str(tmp_path / "out")]
     for extra in ([], ["--rerun"]):
         rebuilt.clear()
         assert main([*argv, *extra]) == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from parity.adapters.shared import holders
 from parity.diagnose import diagnose_run
 from parity.errors import AdapterError
 from parity.runner import run
-from tests.diagnosed_run import diagnosed
+from tests.diagnosed_run import diagnosed, rebuilt_embeds
 
 LONG = [" ".join(f"word{i}" for i in range(n)) for n in (40, 60, 80)]
 
@@ -87,24 +86,10 @@ def test_diagnosis_rebuilds_a_side_without_reading_its_weights_again(
     assert loads == [str(bpe_model)] * 2  # each side's own load; the probes read no weights
 
 
-def _rebuilt_embeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Texts each embed() of a rebuilt side (diagnosis's probes) was given, as they happen."""
-    calls: list[int] = []
-    original = Adapter.embed
-
-    def counting(self: Adapter, texts: Any) -> Any:
-        if self.reuse_loaded:
-            calls.append(len(texts))
-        return original(self, texts)
-
-    monkeypatch.setattr(Adapter, "embed", counting)
-    return calls
-
-
 def test_pairs_that_share_a_probe_embed_it_once(
     bpe_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _rebuilt_embeds(monkeypatch)
+    calls = rebuilt_embeds(monkeypatch)
     one = diagnosed(bpe_model, ["custom", "custom:max_length=16"], LONG)
     alone = list(calls)
     calls.clear()
