@@ -84,6 +84,14 @@ def test_run_exits_1_on_a_divergence(bpe_model: Path, tmp_path: Path) -> None:
             ["--adapter", "custom", "--adapter", "custom:label=b", "--tol", "l1=3"],
             "unknown metric 'l1'",
         ),
+        (
+            ["--adapter", "custom", "--adapter", "langchain", "--keep-vectors", "v", "--no-stream"],
+            "--keep-vectors writes a streamed run's vectors: drop --no-stream",
+        ),
+        (  # a file this small does not stream by itself
+            ["--adapter", "custom", "--adapter", "langchain", "--keep-vectors", "v"],
+            "--keep-vectors needs --stream (and --texts FILE)",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(

@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from parity.cli import main
 from parity.metrics import METRICS
 from parity.texts import builtin_corpus
+from tests.run_outputs import same_rows
 
 # strip=true drops the corpus's edge whitespace: 16 texts fail against custom, cause "strip"
 SPECS = ["custom", "custom:strip=true", "langchain"]
@@ -44,14 +43,6 @@ def _same_summary(mine: dict[str, Any], plain: dict[str, Any]) -> None:
                 assert a["stats"][metric][stat] == pytest.approx(value, abs=1e-6), (metric, stat)
         causes = [(c["cause"], c["explained"], c["indices"]) for c in b["causes"]]
         assert [(c["cause"], c["explained"], c["indices"]) for c in a["causes"]] == causes
-
-
-def _same_rows(mine: Path, plain: Path) -> None:
-    a, b = pd.read_parquet(mine / "results.parquet"), pd.read_parquet(plain / "results.parquet")
-    exact = [c for c in b.columns if c not in METRICS]
-    pd.testing.assert_frame_equal(a[exact], b[exact])
-    for metric in METRICS:  # another batching moves float32 vectors by ~1e-8 (the noise floor)
-        np.testing.assert_allclose(a[metric].to_numpy(), b[metric].to_numpy(), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -88,7 +79,8 @@ def test_cache_streaming_and_ray_give_a_plain_runs_verdict_figures_and_rows(
     for name, (code, summary, _) in runs.items():
         assert code == plain_code, name
         _same_summary(summary, plain)
-        _same_rows(tmp_path / name.replace("cache-", ""), tmp_path / "plain")
+        folder = tmp_path / name.replace("cache-", "")
+        same_rows(folder / "results.parquet", tmp_path / "plain/results.parquet")
 
     assert "from the cache" not in runs["cache-cold"][2]
     # the second side is custom with strip: its own key; each side's 120 texts are read back
