@@ -14,6 +14,7 @@ import numpy as np
 
 from parity.adapters import AdapterSpec
 from parity.errors import AdapterCrash, AdapterUnavailable, ParityError, ParityInputError
+from parity.runner import batch_plan, text_rows
 
 # what every worker must see, whatever its machine's environment: never the hub
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -218,9 +219,7 @@ class _Job:
 
     @classmethod
     def plan(cls, texts: Sequence[str], chunk: int) -> _Job:
-        unique = list(dict.fromkeys(texts))
-        order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
-        return cls(texts, unique, [order[i : i + chunk] for i in range(0, len(order), chunk)], [])
+        return cls(texts, *batch_plan(texts, chunk), [])
 
     def submit(self, actors: list[Any]) -> None:
         for number, rows in enumerate(self.chunks):
@@ -230,8 +229,7 @@ class _Job:
     def in_text_order(
         self, vectors: np.ndarray, tokens: list[list[str]] | None, described: dict[str, Any]
     ) -> tuple[np.ndarray, dict[str, Any], list[list[str]] | None]:
-        row_of = {text: row for row, text in enumerate(self.unique)}
-        rows = [row_of[text] for text in self.texts]
+        rows = text_rows(self.unique, self.texts)
         return vectors[rows], described, None if tokens is None else [tokens[r] for r in rows]
 
 
