@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -37,6 +39,23 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     fsync_directory(path.parent)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A unique temp file beside `path` to write (mkstemp, with the mode a plain open() would
+    give it), renamed over `path` when the block ends and removed if it raises: readers see the
+    old file or the new one, and two writers never share a temp file."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600, as a plain open() would not
+        yield tmp
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fsync_directory(directory: Path) -> None:

@@ -31,7 +31,7 @@ from parity.compare import (
 from parity.diagnose import diagnose_run
 from parity.diagnose.noise import NOISE_SAMPLE, find_outlier
 from parity.errors import ParityInputError
-from parity.files import os_reason, text_sha256
+from parity.files import os_reason, replacing, text_sha256
 from parity.metrics import DIMENSION, METRICS, Tolerance
 from parity.modelinfo import resolve_model
 from parity.report import build_summary, render_markdown, write_outputs
@@ -374,16 +374,13 @@ def assemble_results(stream: Stream, comparison: Comparison, target: Path) -> No
 
 def write_csv(source: Path, target: Path) -> None:
     """results.parquet as results.csv, a batch at a time (as results.write_results writes it)."""
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
+        with replacing(target) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
             batches = pq.ParquetFile(source).iter_batches(DEFAULT_CHUNK, use_threads=False)
             for number, batch in enumerate(batches):
                 frame = pa.Table.from_batches([batch]).to_pandas()
                 frame.to_csv(handle, index=False, header=number == 0)
-        tmp.replace(target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ParityInputError(
             f"{exc.filename or target}: cannot write the per-text results: {os_reason(exc)}; "
             "give --out a writable directory"

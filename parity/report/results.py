@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from parity.errors import ParityInputError
-from parity.files import current_umask, os_reason
+from parity.files import os_reason, replacing
 from parity.metrics import DIMENSION, METRICS, NON_FINITE, MetricStats, Tolerance
 
 if TYPE_CHECKING:
@@ -135,20 +133,12 @@ def write_results(out_dir: Path, frame: pd.DataFrame, *, csv: bool = False) -> l
 
 
 def _write_via_temp(path: Path, frame: pd.DataFrame) -> None:
-    """As files.write_atomic: a unique temp file beside `path` (mkstemp), renamed over it."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600, as a plain open() would not
+    """As files.write_atomic: a unique temp file beside `path`, renamed over it."""
+    with replacing(path) as tmp:
         if path.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_results(directory: str | Path) -> pd.DataFrame:
