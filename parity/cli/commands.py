@@ -72,13 +72,8 @@ def finish_run(
 ) -> int:
     """Write summary.json + report.md, print the verdict line (and, unless quiet, the closing
     table); the exit code follows the same summary["passed"] the line and the files show."""
-    from parity.report.terminal import final_table
-
     summary = write_report(result, out, title, log, extra, csv=csv, junit=junit)
-    print(verdict_line(summary, out))
-    if not quiet:
-        print(final_table(summary, out))
-    return exit_code(summary["passed"])
+    return _conclude(summary, out, quiet=quiet)
 
 
 def write_report(
@@ -186,7 +181,7 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
     from parity.adapters import parse_specs
     from parity.metrics import Tolerance
     from parity.report.junit import write_junit
-    from parity.report.terminal import final_table, progress_for
+    from parity.report.terminal import progress_for
     from parity.stream import stream_run
 
     engine = _engine(args)
@@ -210,9 +205,16 @@ def _stream_and_report(args: argparse.Namespace, log: WarningLog) -> int:
             engine.close()
     if args.junit:
         write_junit(Path(args.junit).expanduser(), summary, "parity run")
-    print(verdict_line(summary, args.out))
-    if not args.quiet:
-        print(final_table(summary, args.out))
+    return _conclude(summary, args.out, quiet=args.quiet)
+
+
+def _conclude(summary: dict[str, Any], out: str | None, *, quiet: bool) -> int:
+    """Print a run's verdict line (and, unless quiet, its table); its exit code."""
+    from parity.report.terminal import final_table
+
+    print(verdict_line(summary, out))
+    if not quiet:
+        print(final_table(summary, out))
     return exit_code(summary["passed"])
 
 
@@ -236,7 +238,7 @@ def _run_and_report(
     from parity.cache import default_cache
     from parity.metrics import Tolerance
     from parity.remember import worth_keeping
-    from parity.report.terminal import final_table, progress_for
+    from parity.report.terminal import progress_for
     from parity.runner import run
 
     specs = parse_specs(args.adapter)
@@ -271,10 +273,7 @@ def _run_and_report(
     )
     if memo is not None and worth_keeping(summary):
         memo.keep(summary, args.out, _outputs(args))
-    print(verdict_line(summary, args.out))
-    if not args.quiet:
-        print(final_table(summary, args.out))
-    return exit_code(summary["passed"]), summary
+    return _conclude(summary, args.out, quiet=args.quiet), summary
 
 
 def _outputs(args: argparse.Namespace) -> list[str]:
@@ -321,7 +320,6 @@ def _replay(args: argparse.Namespace, recalled: Any) -> tuple[int, dict[str, Any
     from parity.report.ci import publish
     from parity.report.junit import write_junit
     from parity.report.results import CSV_FILE
-    from parity.report.terminal import final_table
 
     summary = recalled.summary
     if args.out and not args.csv:  # an earlier --csv run's rows must not outlive this verdict
@@ -340,10 +338,7 @@ def _replay(args: argparse.Namespace, recalled: Any) -> tuple[int, dict[str, Any
     if args.junit:
         write_junit(Path(args.junit).expanduser(), summary, "parity run")
     publish(summary, "parity run")
-    print(verdict_line(summary, args.out))
-    if not args.quiet:
-        print(final_table(summary, args.out))
-    return exit_code(summary["passed"]), summary
+    return _conclude(summary, args.out, quiet=args.quiet), summary
 
 
 def _engine(args: argparse.Namespace) -> Any:
